@@ -1,0 +1,70 @@
+//! The request guard every request passes: `X-Forwarded-For` rejection, the token check
+//! (constant-time), and the request timeout. `GET /health` needs no token, so a function
+//! can probe readiness before it knows the token.
+
+use axum::extract::{Request, State};
+use axum::http::Method;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use hearth::wire::TOKEN_HEADER;
+use subtle::ConstantTimeEq;
+
+use crate::error::ApiError;
+use crate::state::AppState;
+
+/// Whether `presented` equals `expected`, in time independent of where they differ.
+/// (Lengths may differ in time; a session token's length is not a secret.)
+pub fn token_matches(presented: &[u8], expected: &[u8]) -> bool {
+    presented.ct_eq(expected).into()
+}
+
+/// The middleware.
+pub async fn guard(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let requests = state.metrics.counter("http.requests");
+    requests.inc();
+    if req.headers().contains_key("x-forwarded-for") {
+        return reject(&state, ApiError::ForwardedRequest);
+    }
+    let is_health = req.uri().path() == "/health" && req.method() == Method::GET;
+    if !is_health {
+        match req.headers().get(TOKEN_HEADER) {
+            None => return reject(&state, ApiError::MissingToken),
+            Some(v) if !token_matches(v.as_bytes(), state.config.server.token.as_bytes()) => {
+                return reject(&state, ApiError::InvalidToken)
+            }
+            Some(_) => {}
+        }
+    }
+    let timeout = state.config.server.request_timeout;
+    let started = std::time::Instant::now();
+    let resp = match tokio::time::timeout(timeout, next.run(req)).await {
+        Ok(r) => r,
+        Err(_) => ApiError::RequestTimeout.into_response(),
+    };
+    state
+        .metrics
+        .latency("http.latency")
+        .record(started.elapsed());
+    if resp.status().is_client_error() || resp.status().is_server_error() {
+        state.metrics.counter("http.errors").inc();
+    }
+    resp
+}
+
+fn reject(state: &AppState, e: ApiError) -> Response {
+    state.metrics.counter("http.rejected").inc();
+    e.into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn token_compare() {
+        assert!(token_matches(b"abc", b"abc"));
+        assert!(!token_matches(b"abd", b"abc"));
+        assert!(!token_matches(b"ab", b"abc"));
+        assert!(!token_matches(b"", b"abc"));
+    }
+}

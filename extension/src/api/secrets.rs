@@ -1,0 +1,152 @@
+//! `GET /secretsmanager/get?secretId=&versionId=&versionStage=&refreshNow=`: the same path,
+//! query, header and response as AWS's Parameters and Secrets extension, so existing code
+//! works unchanged.
+
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Query, State};
+use axum::Json;
+use hearth::wire::SecretValue;
+
+use crate::error::ApiError;
+use crate::secrets::SecretKey;
+use crate::state::AppState;
+
+fn invalid(code: &'static str, message: impl Into<String>) -> ApiError {
+    ApiError::InvalidRequest {
+        code,
+        message: message.into(),
+    }
+}
+
+/// Parses the query string strictly: unknown or repeated parameters are errors, not
+/// silently ignored.
+pub fn parse_query(pairs: &[(String, String)]) -> Result<(SecretKey, bool), ApiError> {
+    let mut secret_id = None;
+    let mut version_id = None;
+    let mut version_stage = None;
+    let mut refresh_now = None;
+    for (k, v) in pairs {
+        let slot = match k.as_str() {
+            "secretId" => &mut secret_id,
+            "versionId" => &mut version_id,
+            "versionStage" => &mut version_stage,
+            "refreshNow" => &mut refresh_now,
+            other => {
+                return Err(invalid(
+                    "UnknownParameter",
+                    format!(
+                        "unknown query parameter {:?}; accepted: secretId, versionId, versionStage, refreshNow",
+                        other.chars().take(64).collect::<String>()
+                    ),
+                ))
+            }
+        };
+        if slot.replace(v.clone()).is_some() {
+            return Err(invalid(
+                "InvalidParameter",
+                format!("query parameter {k} is given more than once"),
+            ));
+        }
+    }
+    let secret_id = match secret_id {
+        Some(s) if !s.is_empty() && s.len() <= 2048 => s,
+        Some(_) => {
+            return Err(invalid(
+                "InvalidParameter",
+                "secretId must be 1 to 2048 characters",
+            ))
+        }
+        None => {
+            return Err(invalid(
+                "MissingParameter",
+                "the secretId query parameter is required",
+            ))
+        }
+    };
+    let refresh_now = match refresh_now.as_deref() {
+        None | Some("false") => false,
+        Some("true") => true,
+        Some(_) => {
+            return Err(invalid(
+                "InvalidParameter",
+                "refreshNow must be true or false",
+            ))
+        }
+    };
+    let nonempty = |name: &str, v: Option<String>| match v {
+        Some(s) if s.is_empty() => Err(invalid(
+            "InvalidParameter",
+            format!("{name} must not be empty"),
+        )),
+        other => Ok(other),
+    };
+    Ok((
+        SecretKey {
+            secret_id,
+            version_id: nonempty("versionId", version_id)?,
+            version_stage: nonempty("versionStage", version_stage)?,
+        },
+        refresh_now,
+    ))
+}
+
+/// The handler.
+pub async fn get(
+    State(state): State<AppState>,
+    query: Result<Query<Vec<(String, String)>>, QueryRejection>,
+) -> Result<Json<SecretValue>, ApiError> {
+    let Query(pairs) = query.map_err(|_| {
+        invalid(
+            "InvalidParameter",
+            "the query string is not valid URL encoding",
+        )
+    })?;
+    let (key, refresh_now) = parse_query(&pairs)?;
+    let value = state.secrets.get(&key, refresh_now).await?;
+    Ok(Json((*value).clone()))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn q(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn parses_all_parameters() {
+        let (k, r) = parse_query(&q(&[
+            ("secretId", "db"),
+            ("versionStage", "AWSPENDING"),
+            ("refreshNow", "true"),
+        ]))
+        .unwrap();
+        assert_eq!(k.secret_id, "db");
+        assert_eq!(k.version_stage.as_deref(), Some("AWSPENDING"));
+        assert!(r);
+    }
+
+    #[test]
+    fn rejects_bad_queries() {
+        for (pairs, code) in [
+            (q(&[]), "MissingParameter"),
+            (q(&[("secretId", "")]), "InvalidParameter"),
+            (q(&[("secretId", "a"), ("secret", "b")]), "UnknownParameter"),
+            (
+                q(&[("secretId", "a"), ("secretId", "b")]),
+                "InvalidParameter",
+            ),
+            (
+                q(&[("secretId", "a"), ("refreshNow", "yes")]),
+                "InvalidParameter",
+            ),
+        ] {
+            assert_eq!(parse_query(&pairs).unwrap_err().code(), code, "{pairs:?}");
+        }
+    }
+}

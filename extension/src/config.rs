@@ -1,0 +1,793 @@
+//! Configuration: environment variables parsed once, at start, into typed values.
+//!
+//! Two stages, as in AWS's own secrets agent: [`Env`] is a snapshot of the raw variables
+//! (tests build one from a map instead of mutating the process environment), and
+//! [`Config::from_env`] turns it into typed values. Every problem is collected, so a user
+//! with three typos sees three lines, each naming the variable and what it accepts.
+//! Unknown `HEARTH_*` variables are errors: a misspelt TTL silently ignored is the kind of
+//! bug that surfaces as an outage months later.
+//!
+//! Where AWS's Parameters and Secrets extension has an equivalent variable, it is honoured
+//! as an alias so a user can swap layers without changing configuration; the `HEARTH_`
+//! name wins when both are set.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::num::NonZeroUsize;
+use std::str::FromStr;
+use std::time::Duration;
+
+use hearth::wire::DEFAULT_PORT;
+
+pub use crate::aws::RetryModeSetting;
+
+/// A snapshot of the environment variables the extension reads.
+#[derive(Clone, Default)]
+pub struct Env {
+    vars: BTreeMap<String, String>,
+}
+
+impl Env {
+    /// Snapshot of the process environment.
+    pub fn from_process() -> Self {
+        Self {
+            vars: std::env::vars().collect(),
+        }
+    }
+
+    /// Environment built from pairs (for tests and embedding).
+    pub fn from_pairs<K: Into<String>, V: Into<String>>(
+        pairs: impl IntoIterator<Item = (K, V)>,
+    ) -> Self {
+        Self {
+            vars: pairs
+                .into_iter()
+                .map(|(k, v)| (k.into(), v.into()))
+                .collect(),
+        }
+    }
+
+    /// The value of `name`, if set.
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.vars.get(name).map(String::as_str)
+    }
+}
+
+impl fmt::Debug for Env {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Values may be tokens or credentials: show names only.
+        f.debug_list().entries(self.vars.keys()).finish()
+    }
+}
+
+/// One configuration problem, naming the variable and the accepted values.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigProblem {
+    /// The variable at fault.
+    pub variable: String,
+    /// What is wrong and what is accepted.
+    pub message: String,
+}
+
+/// All configuration problems found at start.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub struct ConfigError {
+    /// Every problem, in variable order.
+    pub problems: Vec<ConfigProblem>,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "invalid configuration: ")?;
+        for (i, p) in self.problems.iter().enumerate() {
+            if i > 0 {
+                write!(f, "; ")?;
+            }
+            write!(f, "{}: {}", p.variable, p.message)?;
+        }
+        Ok(())
+    }
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line (what CloudWatch's JSON log format expects).
+    Json,
+}
+
+/// Log verbosity, as Lambda's `AWS_LAMBDA_LOG_LEVEL` names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogLevel {
+    /// Everything.
+    Trace,
+    /// Debugging detail.
+    Debug,
+    /// Normal operation (default).
+    Info,
+    /// Only warnings and errors.
+    Warn,
+    /// Only errors.
+    Error,
+}
+
+impl LogLevel {
+    /// The `tracing` filter directive for this level.
+    pub fn directive(self) -> &'static str {
+        match self {
+            LogLevel::Trace => "trace",
+            LogLevel::Debug => "debug",
+            LogLevel::Info => "info",
+            LogLevel::Warn => "warn",
+            LogLevel::Error => "error",
+        }
+    }
+}
+
+/// Where the extension runs: decides which lifecycle events it registers for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InitType {
+    /// Classic Lambda (on-demand or provisioned concurrency): INVOKE and SHUTDOWN.
+    OnDemand,
+    /// Lambda Managed Instances: INVOKE registration is rejected; SHUTDOWN only.
+    ManagedInstances,
+}
+
+/// HTTP listener settings.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ServerConfig {
+    /// Loopback port.
+    pub port: u16,
+    /// Expected value of the token header.
+    pub token: String,
+    /// Concurrent connections served; further ones wait in the accept queue.
+    pub max_connections: NonZeroUsize,
+    /// Largest request body accepted.
+    pub max_body_bytes: NonZeroUsize,
+    /// Largest request head (request line plus headers) accepted.
+    pub max_header_bytes: NonZeroUsize,
+    /// Time allowed to read a request head, and to handle one request.
+    pub request_timeout: Duration,
+}
+
+impl fmt::Debug for ServerConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ServerConfig")
+            .field("port", &self.port)
+            .field("token", &"<redacted>")
+            .field("max_connections", &self.max_connections)
+            .field("max_body_bytes", &self.max_body_bytes)
+            .field("max_header_bytes", &self.max_header_bytes)
+            .field("request_timeout", &self.request_timeout)
+            .finish()
+    }
+}
+
+/// Lifecycle settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LifecycleConfig {
+    /// Which events to register for.
+    pub init_type: InitType,
+    /// How long the first `/event/next` may wait for prewarm.
+    pub prewarm_budget: Duration,
+    /// Time allowed for draining at SHUTDOWN (Lambda gives external extensions 2,000 ms).
+    pub shutdown_budget: Duration,
+}
+
+/// Logging settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogConfig {
+    /// Verbosity.
+    pub level: LogLevel,
+    /// Format.
+    pub format: LogFormat,
+}
+
+/// Metrics settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MetricsConfig {
+    /// Write CloudWatch Embedded Metric Format lines to stdout.
+    pub emf: bool,
+    /// CloudWatch namespace for EMF.
+    pub namespace: String,
+    /// Function name, used as the EMF dimension.
+    pub function_name: String,
+}
+
+/// AWS SDK client settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AwsConfig {
+    /// TCP/TLS connect timeout.
+    pub connect_timeout: Duration,
+    /// Timeout of one attempt.
+    pub attempt_timeout: Duration,
+    /// Timeout of one operation, retries included.
+    pub operation_timeout: Duration,
+    /// Attempts per operation, the first included.
+    pub max_attempts: u32,
+    /// SDK retry mode.
+    pub retry_mode: RetryModeSetting,
+}
+
+/// Secrets cache settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SecretsConfig {
+    /// Age after which a read triggers a background refresh (before jitter).
+    pub soft_ttl: Duration,
+    /// Age after which a read refetches synchronously: the maximum exposure window.
+    pub hard_ttl: Duration,
+    /// Per-entry jitter of the soft TTL, in percent (± this much).
+    pub jitter_percent: u8,
+    /// How long past the hard TTL a cached value may be served while AWS fails transiently.
+    pub stale_if_error: Duration,
+    /// Maximum cached versions (LRU beyond).
+    pub capacity: NonZeroUsize,
+    /// Secret ids fetched in the background at init.
+    pub prefetch: Vec<String>,
+}
+
+/// Every setting, typed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    /// Listener.
+    pub server: ServerConfig,
+    /// Lifecycle.
+    pub lifecycle: LifecycleConfig,
+    /// Logging.
+    pub log: LogConfig,
+    /// Metrics.
+    pub metrics: MetricsConfig,
+    /// AWS clients.
+    pub aws: AwsConfig,
+    /// Secrets cache.
+    pub secrets: SecretsConfig,
+}
+
+/// Every `HEARTH_*` variable this build understands, with its alias, default and meaning.
+/// The README's configuration table is checked against this list by a test.
+pub const VARIABLES: &[(&str, Option<&str>, &str, &str)] = &[
+    ("HEARTH_PORT", Some("PARAMETERS_SECRETS_EXTENSION_HTTP_PORT"), "2773", "Loopback port of the HTTP API."),
+    ("HEARTH_TOKEN", None, "value of AWS_SESSION_TOKEN", "Value the X-Aws-Parameters-Secrets-Token header must carry."),
+    ("HEARTH_MAX_CONNECTIONS", Some("PARAMETERS_SECRETS_EXTENSION_MAX_CONNECTIONS"), "64", "Concurrent HTTP connections served."),
+    ("HEARTH_MAX_BODY_BYTES", None, "1048576", "Largest request body accepted (413 beyond)."),
+    ("HEARTH_MAX_HEADER_BYTES", None, "16384", "Largest request head accepted."),
+    ("HEARTH_REQUEST_TIMEOUT", None, "10s", "Time to read a request head and to handle one request."),
+    ("HEARTH_PREWARM_BUDGET", None, "1500ms", "How long the first /event/next may wait for prewarm."),
+    ("HEARTH_SHUTDOWN_BUDGET", None, "1500ms", "Drain time at SHUTDOWN (Lambda allows 2,000 ms)."),
+    ("HEARTH_LOG_LEVEL", Some("AWS_LAMBDA_LOG_LEVEL"), "info", "trace, debug, info, warn or error."),
+    ("HEARTH_LOG_FORMAT", Some("AWS_LAMBDA_LOG_FORMAT"), "json under Lambda, else text", "text or json."),
+    ("HEARTH_METRICS_EMF", None, "true", "Write CloudWatch Embedded Metric Format lines to stdout."),
+    ("HEARTH_METRICS_NAMESPACE", None, "Hearth", "CloudWatch namespace of the EMF metrics."),
+    ("HEARTH_AWS_CONNECT_TIMEOUT", None, "1s", "Connect timeout of AWS API calls."),
+    ("HEARTH_AWS_ATTEMPT_TIMEOUT", None, "2s", "Timeout of one attempt of an AWS API call."),
+    ("HEARTH_AWS_OPERATION_TIMEOUT", None, "5s", "Timeout of an AWS API call, retries included."),
+    ("HEARTH_AWS_MAX_ATTEMPTS", None, "3", "Attempts per AWS API call (1 to 10)."),
+    ("HEARTH_AWS_RETRY_MODE", None, "standard", "SDK retry mode: standard or adaptive."),
+    ("HEARTH_SECRETS_SOFT_TTL", None, "240s (80% of the hard TTL if only that is set)", "Age at which a read starts a background refresh; jittered per entry."),
+    ("HEARTH_SECRETS_HARD_TTL", Some("SECRETS_MANAGER_TTL"), "300s", "Age at which a read refetches before answering (no 5-minute cap)."),
+    ("HEARTH_SECRETS_JITTER_PERCENT", None, "10", "Soft-TTL jitter per entry, in percent (0 to 50)."),
+    ("HEARTH_SECRETS_STALE_IF_ERROR", None, "15m", "How long past the hard TTL a value is served while Secrets Manager fails transiently (0 disables)."),
+    ("HEARTH_SECRETS_CACHE_SIZE", Some("PARAMETERS_SECRETS_EXTENSION_CACHE_SIZE"), "1000", "Cached secret versions (LRU beyond)."),
+    ("HEARTH_SECRETS_PREFETCH", None, "(none)", "Comma-separated secret ids fetched in the background at init."),
+];
+
+/// Reads variables, records which ones were consumed, and collects problems.
+struct Reader<'a> {
+    env: &'a Env,
+    problems: Vec<ConfigProblem>,
+}
+
+impl<'a> Reader<'a> {
+    /// The raw value and the name it came from (the `HEARTH_` name wins over its alias).
+    fn raw(&self, name: &'static str) -> Option<(&'static str, &'a str)> {
+        if let Some(v) = self.env.get(name) {
+            return Some((name, v));
+        }
+        let alias = VARIABLES
+            .iter()
+            .find(|(n, ..)| *n == name)
+            .and_then(|(_, a, ..)| *a)?;
+        self.env.get(alias).map(|v| (alias, v))
+    }
+
+    fn problem(&mut self, variable: &str, message: String) {
+        self.problems.push(ConfigProblem {
+            variable: variable.to_string(),
+            message,
+        });
+    }
+
+    fn parse<T>(
+        &mut self,
+        name: &'static str,
+        default: T,
+        accepted: &str,
+        parse: impl Fn(&str) -> Option<T>,
+    ) -> T {
+        match self.raw(name) {
+            None => default,
+            Some((var, raw)) => match parse(raw.trim()) {
+                Some(v) => v,
+                None => {
+                    self.problem(var, format!("invalid value {raw:?}; accepted: {accepted}"));
+                    default
+                }
+            },
+        }
+    }
+
+    fn duration(
+        &mut self,
+        name: &'static str,
+        default: Duration,
+        min: Duration,
+        max: Duration,
+    ) -> Duration {
+        let accepted = format!(
+            "a duration such as 250ms, 30s, 5m or 1h (a bare number is seconds), from {} to {}",
+            humanize(min),
+            humanize(max)
+        );
+        self.parse(name, default, &accepted, |s| {
+            parse_duration(s).filter(|d| *d >= min && *d <= max)
+        })
+    }
+
+    fn size(&mut self, name: &'static str, default: usize, max: usize) -> NonZeroUsize {
+        let accepted = format!("an integer from 1 to {max}");
+        let v = self.parse(name, default, &accepted, |s| {
+            s.parse::<usize>().ok().filter(|n| (1..=max).contains(n))
+        });
+        NonZeroUsize::new(v).unwrap_or(NonZeroUsize::MIN)
+    }
+
+    fn flag(&mut self, name: &'static str, default: bool) -> bool {
+        self.parse(name, default, "true or false", |s| {
+            match s.to_ascii_lowercase().as_str() {
+                "true" | "1" | "yes" => Some(true),
+                "false" | "0" | "no" => Some(false),
+                _ => None,
+            }
+        })
+    }
+}
+
+fn humanize(d: Duration) -> String {
+    if d.as_millis() % 1000 != 0 || d.is_zero() {
+        format!("{}ms", d.as_millis())
+    } else {
+        format!("{}s", d.as_secs())
+    }
+}
+
+/// Parses `250ms`, `30s`, `5m`, `1h`, or a bare number of seconds.
+pub fn parse_duration(s: &str) -> Option<Duration> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let n: u64 = num.parse().ok()?;
+    match unit {
+        "" | "s" => Some(Duration::from_secs(n)),
+        "ms" => Some(Duration::from_millis(n)),
+        "m" => n.checked_mul(60).map(Duration::from_secs),
+        "h" => n.checked_mul(3600).map(Duration::from_secs),
+        _ => None,
+    }
+}
+
+impl Config {
+    /// Parses and validates every setting.
+    pub fn from_env(env: &Env) -> Result<Config, ConfigError> {
+        let mut r = Reader {
+            env,
+            problems: Vec::new(),
+        };
+
+        let port = r.parse(
+            "HEARTH_PORT",
+            DEFAULT_PORT,
+            "an integer port from 1 to 65535",
+            |s| u16::from_str(s).ok().filter(|p| *p != 0),
+        );
+        let token = match env
+            .get("HEARTH_TOKEN")
+            .or_else(|| env.get("AWS_SESSION_TOKEN"))
+        {
+            Some(t) if !t.is_empty() => t.to_string(),
+            // The token is never echoed: it is a credential.
+            Some(_) => {
+                r.problem(
+                    "HEARTH_TOKEN",
+                    "is empty; accepted: a non-empty token".into(),
+                );
+                String::new()
+            }
+            None => {
+                r.problem(
+                    "HEARTH_TOKEN",
+                    "neither HEARTH_TOKEN nor AWS_SESSION_TOKEN is set; accepted: a non-empty token \
+                     (Lambda sets AWS_SESSION_TOKEN; set HEARTH_TOKEN for local runs)"
+                        .into(),
+                );
+                String::new()
+            }
+        };
+        let server = ServerConfig {
+            port,
+            token,
+            max_connections: r.size("HEARTH_MAX_CONNECTIONS", 64, 4096),
+            max_body_bytes: r.size("HEARTH_MAX_BODY_BYTES", 1 << 20, 64 << 20),
+            max_header_bytes: r.size("HEARTH_MAX_HEADER_BYTES", 16 << 10, 1 << 20),
+            request_timeout: r.duration(
+                "HEARTH_REQUEST_TIMEOUT",
+                Duration::from_secs(10),
+                Duration::from_millis(100),
+                Duration::from_secs(900),
+            ),
+        };
+
+        let init_type = match env.get("AWS_LAMBDA_INITIALIZATION_TYPE") {
+            Some("lambda-managed-instances") => InitType::ManagedInstances,
+            _ => InitType::OnDemand,
+        };
+        let lifecycle = LifecycleConfig {
+            init_type,
+            prewarm_budget: r.duration(
+                "HEARTH_PREWARM_BUDGET",
+                Duration::from_millis(1500),
+                Duration::ZERO,
+                Duration::from_secs(9),
+            ),
+            shutdown_budget: r.duration(
+                "HEARTH_SHUTDOWN_BUDGET",
+                Duration::from_millis(1500),
+                Duration::from_millis(100),
+                Duration::from_millis(1900),
+            ),
+        };
+
+        let in_lambda = env.get("AWS_LAMBDA_RUNTIME_API").is_some();
+        let log = LogConfig {
+            level: r.parse(
+                "HEARTH_LOG_LEVEL",
+                LogLevel::Info,
+                "trace, debug, info, warn or error",
+                |s| {
+                    match s.to_ascii_lowercase().as_str() {
+                        "trace" => Some(LogLevel::Trace),
+                        "debug" => Some(LogLevel::Debug),
+                        "info" => Some(LogLevel::Info),
+                        "warn" | "warning" => Some(LogLevel::Warn),
+                        "error" | "fatal" => Some(LogLevel::Error),
+                        // AWS's extension accepts `none`; the nearest is errors only.
+                        "none" => Some(LogLevel::Error),
+                        _ => None,
+                    }
+                },
+            ),
+            format: r.parse(
+                "HEARTH_LOG_FORMAT",
+                if in_lambda {
+                    LogFormat::Json
+                } else {
+                    LogFormat::Text
+                },
+                "text or json",
+                |s| match s.to_ascii_lowercase().as_str() {
+                    "text" => Some(LogFormat::Text),
+                    "json" => Some(LogFormat::Json),
+                    _ => None,
+                },
+            ),
+        };
+
+        let metrics = MetricsConfig {
+            emf: r.flag("HEARTH_METRICS_EMF", true),
+            namespace: r.parse(
+                "HEARTH_METRICS_NAMESPACE",
+                "Hearth".to_string(),
+                "1 to 255 printable characters",
+                |s| (!s.is_empty() && s.len() <= 255 && !s.contains(':')).then(|| s.to_string()),
+            ),
+            function_name: env
+                .get("AWS_LAMBDA_FUNCTION_NAME")
+                .unwrap_or("local")
+                .to_string(),
+        };
+
+        let aws = AwsConfig {
+            connect_timeout: r.duration(
+                "HEARTH_AWS_CONNECT_TIMEOUT",
+                Duration::from_secs(1),
+                Duration::from_millis(10),
+                Duration::from_secs(60),
+            ),
+            attempt_timeout: r.duration(
+                "HEARTH_AWS_ATTEMPT_TIMEOUT",
+                Duration::from_secs(2),
+                Duration::from_millis(10),
+                Duration::from_secs(300),
+            ),
+            operation_timeout: r.duration(
+                "HEARTH_AWS_OPERATION_TIMEOUT",
+                Duration::from_secs(5),
+                Duration::from_millis(10),
+                Duration::from_secs(900),
+            ),
+            max_attempts: r.parse(
+                "HEARTH_AWS_MAX_ATTEMPTS",
+                3,
+                "an integer from 1 to 10",
+                |s| s.parse::<u32>().ok().filter(|n| (1..=10).contains(n)),
+            ),
+            retry_mode: r.parse(
+                "HEARTH_AWS_RETRY_MODE",
+                RetryModeSetting::Standard,
+                "standard or adaptive",
+                |s| match s.to_ascii_lowercase().as_str() {
+                    "standard" => Some(RetryModeSetting::Standard),
+                    "adaptive" => Some(RetryModeSetting::Adaptive),
+                    _ => None,
+                },
+            ),
+        };
+
+        let hard_ttl = r.duration(
+            "HEARTH_SECRETS_HARD_TTL",
+            Duration::from_secs(300),
+            Duration::from_secs(1),
+            Duration::from_secs(7 * 24 * 3600),
+        );
+        let soft_default = if r.raw("HEARTH_SECRETS_HARD_TTL").is_some() {
+            hard_ttl.mul_f64(0.8)
+        } else {
+            Duration::from_secs(240)
+        };
+        let soft_ttl = r.duration(
+            "HEARTH_SECRETS_SOFT_TTL",
+            soft_default,
+            Duration::from_millis(100),
+            hard_ttl,
+        );
+        let secrets = SecretsConfig {
+            soft_ttl,
+            hard_ttl,
+            jitter_percent: r.parse(
+                "HEARTH_SECRETS_JITTER_PERCENT",
+                10,
+                "an integer from 0 to 50",
+                |s| s.parse::<u8>().ok().filter(|n| *n <= 50),
+            ),
+            stale_if_error: r.duration(
+                "HEARTH_SECRETS_STALE_IF_ERROR",
+                Duration::from_secs(15 * 60),
+                Duration::ZERO,
+                Duration::from_secs(7 * 24 * 3600),
+            ),
+            capacity: r.size("HEARTH_SECRETS_CACHE_SIZE", 1000, 1_000_000),
+            prefetch: r.parse(
+                "HEARTH_SECRETS_PREFETCH",
+                Vec::new(),
+                "comma-separated secret ids or ARNs",
+                |s| {
+                    let ids: Vec<String> = s
+                        .split(',')
+                        .map(str::trim)
+                        .filter(|x| !x.is_empty())
+                        .map(String::from)
+                        .collect();
+                    ids.iter().all(|id| id.len() <= 2048).then_some(ids)
+                },
+            ),
+        };
+
+        let known: BTreeSet<&str> = VARIABLES.iter().map(|(n, ..)| *n).collect();
+        for name in env.vars.keys().filter(|k| k.starts_with("HEARTH_")) {
+            if !known.contains(name.as_str()) {
+                let hint = closest(name, &known)
+                    .map(|k| format!(" (did you mean {k}?)"))
+                    .unwrap_or_default();
+                r.problem(name, format!("is not a Hearth setting{hint}; accepted: the variables listed in the README"));
+            }
+        }
+
+        if r.problems.is_empty() {
+            Ok(Config {
+                server,
+                lifecycle,
+                log,
+                metrics,
+                aws,
+                secrets,
+            })
+        } else {
+            r.problems.sort_by(|a, b| a.variable.cmp(&b.variable));
+            Err(ConfigError {
+                problems: r.problems,
+            })
+        }
+    }
+}
+
+/// The known name nearest to `name` by edit distance, if it is close.
+fn closest<'k>(name: &str, known: &BTreeSet<&'k str>) -> Option<&'k str> {
+    known
+        .iter()
+        .map(|k| (edit_distance(name, k), *k))
+        .filter(|(d, _)| *d <= 3)
+        .min()
+        .map(|(_, k)| k)
+}
+
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut cur = vec![i + 1; b.len() + 1];
+        for (j, cb) in b.iter().enumerate() {
+            let cost = usize::from(ca != *cb);
+            cur[j + 1] = (prev[j] + cost).min(prev[j + 1] + 1).min(cur[j] + 1);
+        }
+        prev = cur;
+    }
+    prev[b.len()]
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Env {
+        Env::from_pairs(pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())))
+    }
+
+    #[test]
+    fn defaults_with_session_token() {
+        let c = Config::from_env(&env(&[("AWS_SESSION_TOKEN", "tok")])).unwrap();
+        assert_eq!(c.server.port, 2773);
+        assert_eq!(c.server.token, "tok");
+        assert_eq!(c.server.max_connections.get(), 64);
+        assert_eq!(c.lifecycle.init_type, InitType::OnDemand);
+        assert_eq!(c.log.format, LogFormat::Text);
+    }
+
+    #[test]
+    fn hearth_token_overrides_session_token() {
+        let c =
+            Config::from_env(&env(&[("AWS_SESSION_TOKEN", "a"), ("HEARTH_TOKEN", "b")])).unwrap();
+        assert_eq!(c.server.token, "b");
+    }
+
+    #[test]
+    fn missing_token_is_an_error_naming_the_variable() {
+        let e = Config::from_env(&env(&[])).unwrap_err();
+        assert_eq!(e.problems[0].variable, "HEARTH_TOKEN");
+    }
+
+    #[test]
+    fn official_alias_is_honoured_and_hearth_name_wins() {
+        let c = Config::from_env(&env(&[
+            ("AWS_SESSION_TOKEN", "t"),
+            ("PARAMETERS_SECRETS_EXTENSION_HTTP_PORT", "2999"),
+        ]))
+        .unwrap();
+        assert_eq!(c.server.port, 2999);
+        let c = Config::from_env(&env(&[
+            ("AWS_SESSION_TOKEN", "t"),
+            ("PARAMETERS_SECRETS_EXTENSION_HTTP_PORT", "2999"),
+            ("HEARTH_PORT", "3000"),
+        ]))
+        .unwrap();
+        assert_eq!(c.server.port, 3000);
+    }
+
+    #[test]
+    fn bad_values_name_variable_and_accepted_values() {
+        let e = Config::from_env(&env(&[
+            ("HEARTH_TOKEN", "t"),
+            ("HEARTH_PORT", "http"),
+            ("HEARTH_REQUEST_TIMEOUT", "forever"),
+            ("HEARTH_LOG_LEVEL", "loud"),
+        ]))
+        .unwrap_err();
+        let vars: Vec<_> = e.problems.iter().map(|p| p.variable.as_str()).collect();
+        assert_eq!(
+            vars,
+            ["HEARTH_LOG_LEVEL", "HEARTH_PORT", "HEARTH_REQUEST_TIMEOUT"]
+        );
+        assert!(e.problems[1].message.contains("1 to 65535"), "{}", e);
+        assert!(e.to_string().contains("accepted"));
+    }
+
+    #[test]
+    fn unknown_hearth_variable_is_reported_with_suggestion() {
+        let e = Config::from_env(&env(&[("HEARTH_TOKEN", "t"), ("HEARTH_PROT", "1")])).unwrap_err();
+        assert_eq!(e.problems[0].variable, "HEARTH_PROT");
+        assert!(e.problems[0].message.contains("HEARTH_PORT"), "{}", e);
+    }
+
+    #[test]
+    fn token_value_never_appears_in_debug_or_errors() {
+        let c = Config::from_env(&env(&[("HEARTH_TOKEN", "s3cr3t-token")])).unwrap();
+        assert!(!format!("{c:?}").contains("s3cr3t"));
+        let e = Config::from_env(&env(&[
+            ("HEARTH_TOKEN", "s3cr3t-token"),
+            ("HEARTH_PORT", "x"),
+        ]))
+        .unwrap_err();
+        assert!(!e.to_string().contains("s3cr3t"));
+    }
+
+    #[test]
+    fn secrets_ttls() {
+        let c = Config::from_env(&env(&[("HEARTH_TOKEN", "t")])).unwrap();
+        assert_eq!(
+            (c.secrets.soft_ttl, c.secrets.hard_ttl),
+            (Duration::from_secs(240), Duration::from_secs(300))
+        );
+        // The official extension's variable sets the hard TTL; soft follows at 80%.
+        let c = Config::from_env(&env(&[
+            ("HEARTH_TOKEN", "t"),
+            ("SECRETS_MANAGER_TTL", "3600"),
+        ]))
+        .unwrap();
+        assert_eq!(
+            (c.secrets.soft_ttl, c.secrets.hard_ttl),
+            (Duration::from_secs(2880), Duration::from_secs(3600))
+        );
+        let e = Config::from_env(&env(&[
+            ("HEARTH_TOKEN", "t"),
+            ("HEARTH_SECRETS_HARD_TTL", "60s"),
+            ("HEARTH_SECRETS_SOFT_TTL", "90s"),
+        ]))
+        .unwrap_err();
+        assert_eq!(e.problems[0].variable, "HEARTH_SECRETS_SOFT_TTL");
+        let c = Config::from_env(&env(&[
+            ("HEARTH_TOKEN", "t"),
+            ("HEARTH_SECRETS_PREFETCH", "a, b,,c"),
+        ]))
+        .unwrap();
+        assert_eq!(c.secrets.prefetch, ["a", "b", "c"]);
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("250ms"), Some(Duration::from_millis(250)));
+        assert_eq!(parse_duration("30"), Some(Duration::from_secs(30)));
+        assert_eq!(parse_duration("5m"), Some(Duration::from_secs(300)));
+        assert_eq!(parse_duration("1h"), Some(Duration::from_secs(3600)));
+        assert_eq!(parse_duration("1.5s"), None);
+        assert_eq!(parse_duration("-1s"), None);
+        assert_eq!(parse_duration(""), None);
+    }
+
+    #[test]
+    fn managed_instances_detected() {
+        let c = Config::from_env(&env(&[
+            ("HEARTH_TOKEN", "t"),
+            ("AWS_LAMBDA_INITIALIZATION_TYPE", "lambda-managed-instances"),
+        ]))
+        .unwrap();
+        assert_eq!(c.lifecycle.init_type, InitType::ManagedInstances);
+    }
+
+    #[test]
+    fn json_logs_by_default_under_lambda() {
+        let c = Config::from_env(&env(&[
+            ("HEARTH_TOKEN", "t"),
+            ("AWS_LAMBDA_RUNTIME_API", "127.0.0.1:9001"),
+        ]))
+        .unwrap();
+        assert_eq!(c.log.format, LogFormat::Json);
+        let c = Config::from_env(&env(&[
+            ("HEARTH_TOKEN", "t"),
+            ("AWS_LAMBDA_RUNTIME_API", "127.0.0.1:9001"),
+            ("AWS_LAMBDA_LOG_FORMAT", "Text"),
+        ]))
+        .unwrap();
+        assert_eq!(c.log.format, LogFormat::Text);
+    }
+}

@@ -1,0 +1,151 @@
+//! The one place where errors become HTTP responses.
+//!
+//! Every handler returns `Result<_, ApiError>`; each domain error (secrets, KMS, database)
+//! converts into [`ApiError`], and [`ApiError::status`] / [`ApiError::code`] decide what the
+//! caller sees: `{"error":{"code":"...","message":"..."}}`. Messages tell the user what to
+//! do; they never carry a secret value, a plaintext key or a password.
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use hearth::wire::{ErrorBody, ErrorDetail};
+
+use crate::secrets::SecretsError;
+
+/// Every error the HTTP API can return.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// No token header.
+    #[error("missing X-Aws-Parameters-Secrets-Token header; send the value of AWS_SESSION_TOKEN")]
+    MissingToken,
+    /// Token header present but wrong.
+    #[error("the X-Aws-Parameters-Secrets-Token header does not match this environment's token")]
+    InvalidToken,
+    /// `X-Forwarded-For` present: the request was relayed, which a loopback API never needs.
+    #[error("X-Forwarded-For is not accepted: this API serves the local function only")]
+    ForwardedRequest,
+    /// Unknown path.
+    #[error("no such endpoint: {0}; see the HTTP API table in the README")]
+    NotFound(String),
+    /// Known path, wrong method.
+    #[error("method not allowed for this endpoint")]
+    MethodNotAllowed,
+    /// Body over the configured cap.
+    #[error("request body exceeds {limit} bytes (HEARTH_MAX_BODY_BYTES)")]
+    PayloadTooLarge {
+        /// The cap.
+        limit: usize,
+    },
+    /// Body is not JSON or not the expected shape.
+    #[error("malformed JSON body: {0}")]
+    MalformedJson(String),
+    /// Body is not `application/json`.
+    #[error("send the body as JSON with Content-Type: application/json")]
+    UnsupportedMediaType,
+    /// A request field or query parameter is invalid.
+    #[error("{message}")]
+    InvalidRequest {
+        /// Stable code, e.g. `InvalidParameter`.
+        code: &'static str,
+        /// What is wrong and how to fix it.
+        message: String,
+    },
+    /// Too many requests in flight.
+    #[error("the extension is overloaded; retry with backoff")]
+    Overloaded,
+    /// The request took longer than HEARTH_REQUEST_TIMEOUT.
+    #[error("the request did not complete within HEARTH_REQUEST_TIMEOUT")]
+    RequestTimeout,
+    /// A feature that is not configured.
+    #[error("{0}")]
+    NotConfigured(String),
+    /// The extension is shutting down.
+    #[error("the extension is shutting down")]
+    ShuttingDown,
+    /// Secrets Manager or the secrets cache.
+    #[error(transparent)]
+    Secrets(#[from] SecretsError),
+}
+
+impl ApiError {
+    /// HTTP status for this error.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ApiError::MissingToken => StatusCode::UNAUTHORIZED,
+            ApiError::InvalidToken => StatusCode::FORBIDDEN,
+            ApiError::ForwardedRequest => StatusCode::BAD_REQUEST,
+            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::MalformedJson(_) | ApiError::InvalidRequest { .. } => StatusCode::BAD_REQUEST,
+            ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::Overloaded => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::RequestTimeout => StatusCode::GATEWAY_TIMEOUT,
+            ApiError::NotConfigured(_) | ApiError::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Secrets(e) => match e {
+                SecretsError::NotFound { .. } => StatusCode::NOT_FOUND,
+                SecretsError::AccessDenied { .. } => StatusCode::FORBIDDEN,
+                SecretsError::InvalidRequest { .. } => StatusCode::BAD_REQUEST,
+                SecretsError::Throttled => StatusCode::TOO_MANY_REQUESTS,
+                SecretsError::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
+                SecretsError::Timeout => StatusCode::GATEWAY_TIMEOUT,
+                SecretsError::Upstream { .. } => StatusCode::BAD_GATEWAY,
+            },
+        }
+    }
+
+    /// Stable machine-readable code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            ApiError::MissingToken => "MissingToken",
+            ApiError::InvalidToken => "InvalidToken",
+            ApiError::ForwardedRequest => "ForwardedRequestRejected",
+            ApiError::NotFound(_) => "NotFound",
+            ApiError::MethodNotAllowed => "MethodNotAllowed",
+            ApiError::PayloadTooLarge { .. } => "PayloadTooLarge",
+            ApiError::MalformedJson(_) => "MalformedJson",
+            ApiError::UnsupportedMediaType => "UnsupportedMediaType",
+            ApiError::InvalidRequest { code, .. } => code,
+            ApiError::Overloaded => "Overloaded",
+            ApiError::RequestTimeout => "RequestTimeout",
+            ApiError::NotConfigured(_) => "NotConfigured",
+            ApiError::ShuttingDown => "ShuttingDown",
+            ApiError::Secrets(e) => e.code(),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        let body = ErrorBody {
+            error: ErrorDetail {
+                code: self.code().to_string(),
+                message: self.to_string(),
+            },
+        };
+        (status, axum::Json(body)).into_response()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_and_statuses_are_stable() {
+        assert_eq!(ApiError::MissingToken.status(), StatusCode::UNAUTHORIZED);
+        assert_eq!(ApiError::InvalidToken.status(), StatusCode::FORBIDDEN);
+        assert_eq!(
+            ApiError::PayloadTooLarge { limit: 1 }.code(),
+            "PayloadTooLarge"
+        );
+        let e: ApiError = SecretsError::NotFound {
+            secret_id: "x".into(),
+        }
+        .into();
+        assert_eq!(
+            (e.status(), e.code()),
+            (StatusCode::NOT_FOUND, "SecretNotFound")
+        );
+    }
+}

@@ -1,0 +1,31 @@
+//! # hearth-extension
+//!
+//! The `hearth` Lambda extension: one process per execution environment that keeps
+//! secrets, KMS data keys and a PostgreSQL pool alive across invocations and serves them to
+//! the function over HTTP on `127.0.0.1:2773`.
+//!
+//! # Layout
+//! - [`config`]: environment variables parsed once into typed values.
+//! - [`lifecycle`]: parse → bind → register → prewarm → event loop → drain.
+//! - [`server`]: the loopback listener (connection cap, limits, graceful drain).
+//! - [`api`]: routes, the token guard and the handlers.
+//! - [`error`]: the one place where errors become JSON responses.
+//! - [`secrets`]: the Secrets Manager cache.
+//! - [`aws`]: SDK clients built once.
+//! - [`metrics`] and [`emf`]: counters, latency summaries, CloudWatch EMF lines.
+//! - [`prewarm`]: warming caches at init and on `POST /v1/warm`.
+//! - [`logging`]: `tracing` set-up.
+//! - [`state`]: what handlers can reach.
+
+pub mod api;
+pub mod aws;
+pub mod config;
+pub mod emf;
+pub mod error;
+pub mod lifecycle;
+pub mod logging;
+pub mod metrics;
+pub mod prewarm;
+pub mod secrets;
+pub mod server;
+pub mod state;

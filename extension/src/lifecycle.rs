@@ -1,0 +1,301 @@
+//! The extension's life, in the order DESIGN.md gives and for the reasons it gives:
+//!
+//! 1. parse configuration (bad: one log line per problem, an init error, exit non-zero);
+//! 2. bind the loopback listener **before** registering, so the function never meets
+//!    "connection refused";
+//! 3. register with the Extensions API (INVOKE + SHUTDOWN; SHUTDOWN only on Lambda
+//!    Managed Instances, which reject INVOKE);
+//! 4. prewarm in the background, holding the first `/event/next` at most
+//!    `HEARTH_PREWARM_BUDGET` so the first invocation finds warm caches;
+//! 5. event loop: INVOKE returns to `/event/next` at once, after only kicking off
+//!    refresh-ahead work; SHUTDOWN drains and exits 0 within the budget.
+//!
+//! Without `AWS_LAMBDA_RUNTIME_API` (a local run) steps 3 and 5 are replaced by waiting for
+//! Ctrl-C or SIGTERM.
+
+use std::process::ExitCode;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use std::time::Instant;
+
+use lambda_extension::{service_fn, Extension, LambdaEvent, NextEvent};
+use tokio::sync::mpsc;
+
+use crate::config::{Config, ConfigError, Env, InitType, LogConfig, LogFormat, LogLevel};
+use crate::emf::Emf;
+use crate::metrics::Metrics;
+use crate::secrets::upstream::SecretsUpstream;
+use crate::secrets::SecretsCache;
+use crate::server::{self, Server};
+use crate::state::AppState;
+use crate::{api, aws, logging, prewarm};
+
+/// Error type the Extensions API reports for configuration problems.
+const CONFIG_ERROR_TYPE: &str = "Extension.ConfigError";
+/// Error type for a listener that cannot bind.
+const BIND_ERROR_TYPE: &str = "Extension.BindError";
+
+fn extension_name() -> String {
+    // Lambda requires the registered name to equal the executable's file name.
+    std::env::args()
+        .next()
+        .and_then(|a| {
+            std::path::Path::new(&a)
+                .file_name()
+                .map(|f| f.to_string_lossy().into_owned())
+        })
+        .unwrap_or_else(|| "hearth".to_string())
+}
+
+fn events_for(init: InitType) -> &'static [&'static str] {
+    match init {
+        InitType::OnDemand => &["INVOKE", "SHUTDOWN"],
+        InitType::ManagedInstances => &["SHUTDOWN"],
+    }
+}
+
+/// Runs the extension to completion and returns the process exit code.
+pub async fn run(env: Env) -> ExitCode {
+    let started = Instant::now();
+    let in_lambda = env.get("AWS_LAMBDA_RUNTIME_API").is_some();
+    let cfg = match Config::from_env(&env) {
+        Ok(c) => c,
+        Err(e) => {
+            let format = if in_lambda {
+                LogFormat::Json
+            } else {
+                LogFormat::Text
+            };
+            logging::init(&LogConfig {
+                level: LogLevel::Info,
+                format,
+            });
+            log_config_error(&e);
+            if in_lambda {
+                report_init_error(CONFIG_ERROR_TYPE, &e.to_string()).await;
+            }
+            return ExitCode::FAILURE;
+        }
+    };
+    logging::init(&cfg.log);
+
+    let listener = match server::bind(cfg.server.port).await {
+        Ok(l) => l,
+        Err(e) => {
+            let msg = format!(
+                "cannot listen on 127.0.0.1:{} ({e}); set HEARTH_PORT to a free port",
+                cfg.server.port
+            );
+            tracing::error!("{msg}");
+            if in_lambda {
+                report_init_error(BIND_ERROR_TYPE, &msg).await;
+            }
+            return ExitCode::FAILURE;
+        }
+    };
+
+    let state = build_state(cfg).await;
+    let cfg = state.config.clone();
+    let server = Server::spawn(listener, api::router(state.clone()), &cfg.server);
+    tracing::info!(
+        port = server.local_addr().port(),
+        startup_us = started.elapsed().as_micros() as u64,
+        "listening"
+    );
+    let emf = Arc::new(Emf::new(
+        state.metrics.clone(),
+        cfg.metrics.namespace.clone(),
+        cfg.metrics.function_name.clone(),
+        Box::new(std::io::stdout()),
+    ));
+
+    let prewarm_task = tokio::spawn({
+        let state = state.clone();
+        async move { prewarm::prewarm(&state).await }
+    });
+
+    let reason = if in_lambda {
+        match event_loop(&state, &emf, prewarm_task).await {
+            Ok(reason) => reason,
+            Err(e) => {
+                tracing::error!(error = %e, "Extensions API failed");
+                server.shutdown(cfg.lifecycle.shutdown_budget).await;
+                return ExitCode::FAILURE;
+            }
+        }
+    } else {
+        tracing::info!(
+            "AWS_LAMBDA_RUNTIME_API is not set: running standalone until Ctrl-C or SIGTERM"
+        );
+        wait_for_signal().await;
+        "signal".to_string()
+    };
+
+    let t0 = Instant::now();
+    let drained = server.shutdown(cfg.lifecycle.shutdown_budget).await;
+    if cfg.metrics.emf {
+        emf.flush();
+    }
+    tracing::info!(reason = %reason, drained, shutdown_ms = t0.elapsed().as_millis() as u64, "shutdown complete");
+    ExitCode::SUCCESS
+}
+
+async fn build_state(cfg: Config) -> AppState {
+    let metrics = Metrics::new();
+    let sdk = aws::sdk_config(&cfg.aws).await;
+    let upstream = SecretsUpstream::new(aws_sdk_secretsmanager::Client::new(&sdk), &metrics);
+    let secrets = SecretsCache::new(cfg.secrets.clone(), upstream, &metrics);
+    AppState {
+        config: Arc::new(cfg),
+        metrics,
+        secrets,
+        prewarmed: Arc::new(AtomicBool::new(false)),
+    }
+}
+
+/// Registers, holds the first `/event/next` for prewarm, then handles events until
+/// SHUTDOWN. Returns the shutdown reason.
+async fn event_loop(
+    state: &AppState,
+    emf: &Arc<Emf>,
+    prewarm_task: tokio::task::JoinHandle<hearth::wire::WarmResponse>,
+) -> Result<String, lambda_extension::Error> {
+    let cfg = state.config.clone();
+    let (shutdown_tx, mut shutdown_rx) = mpsc::unbounded_channel::<String>();
+    let processor = {
+        let state = state.clone();
+        let emf = emf.clone();
+        service_fn(move |event: LambdaEvent| {
+            let state = state.clone();
+            let emf = emf.clone();
+            let shutdown_tx = shutdown_tx.clone();
+            async move {
+                match event.next {
+                    NextEvent::Invoke(_) => {
+                        // Only kick off work here: the next /event/next must go out at once.
+                        state.secrets.refresh_ahead();
+                        if state.config.metrics.emf {
+                            emf.flush();
+                        }
+                        state.metrics.counter("lifecycle.invokes").inc();
+                    }
+                    NextEvent::Shutdown(s) => {
+                        let _ = shutdown_tx.send(s.shutdown_reason);
+                    }
+                }
+                Ok::<(), lambda_extension::Error>(())
+            }
+        })
+    };
+    let name = extension_name();
+    let events = events_for(cfg.lifecycle.init_type);
+    let registered = Extension::new()
+        .with_extension_name(&name)
+        .with_events(events)
+        .with_events_processor(processor)
+        .register()
+        .await?;
+    tracing::info!(extension = %name, events = ?events, "registered");
+
+    if tokio::time::timeout(cfg.lifecycle.prewarm_budget, prewarm_task)
+        .await
+        .is_err()
+    {
+        tracing::info!(
+            "prewarm still running after HEARTH_PREWARM_BUDGET; continuing in the background"
+        );
+    }
+
+    if cfg.lifecycle.init_type == InitType::ManagedInstances && cfg.metrics.emf {
+        // No INVOKE events here: flush EMF once a minute instead (a no-op when idle).
+        let emf = emf.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(std::time::Duration::from_secs(60));
+            loop {
+                tick.tick().await;
+                emf.flush();
+            }
+        });
+    }
+
+    tokio::select! {
+        r = registered.run() => {
+            r?;
+            Err("the Extensions API event stream ended".into())
+        }
+        reason = shutdown_rx.recv() => Ok(reason.unwrap_or_else(|| "unknown".into())),
+    }
+}
+
+fn log_config_error(e: &ConfigError) {
+    for p in &e.problems {
+        tracing::error!(variable = %p.variable, "invalid configuration: {}: {}", p.variable, p.message);
+    }
+}
+
+/// Reports an init error through the Extensions API. Registration comes first because the
+/// init-error endpoint needs the extension's identifier.
+async fn report_init_error(error_type: &str, message: &str) {
+    let name = extension_name();
+    let registered = match Extension::new()
+        .with_extension_name(&name)
+        .with_events(&["SHUTDOWN"])
+        .register()
+        .await
+    {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::warn!(error = %e, "could not register to report the init error");
+            return;
+        }
+    };
+    let body = lambda_extension::requests::ErrorRequest {
+        error_message: message,
+        error_type,
+        stack_trace: vec![],
+    };
+    let req = match lambda_extension::requests::init_error(
+        &registered.extension_id,
+        error_type,
+        Some(body),
+    ) {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::warn!(error = %e, "could not build the init error request");
+            return;
+        }
+    };
+    let client = match lambda_runtime_api_client::Client::builder().build() {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::warn!(error = %e, "could not build the Extensions API client");
+            return;
+        }
+    };
+    match client.call(req).await {
+        Ok(resp) => tracing::info!(status = resp.status().as_u16(), "init error reported"),
+        Err(e) => tracing::warn!(error = %e, "init error report failed"),
+    }
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = tokio::signal::ctrl_c().await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

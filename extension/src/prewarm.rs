@@ -1,0 +1,44 @@
+//! Prewarm: fetch what the first invocation will need while the function initialises.
+//! Failures are logged and counted, never fatal: the request path fetches on demand.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+
+use hearth::wire::WarmResponse;
+
+use crate::secrets::SecretKey;
+use crate::state::AppState;
+
+/// Warms every configured cache, concurrently. Used at init and by `POST /v1/warm`.
+pub async fn prewarm(state: &AppState) -> WarmResponse {
+    let started = Instant::now();
+    let mut warmed = BTreeMap::new();
+    let mut errors = Vec::new();
+
+    let fetches = state.config.secrets.prefetch.iter().map(|id| {
+        let cache = state.secrets.clone();
+        let key = SecretKey::current(id.clone());
+        async move { (key.secret_id.clone(), cache.get(&key, false).await) }
+    });
+    let mut ok = 0u64;
+    for (id, res) in futures::future::join_all(fetches).await {
+        match res {
+            Ok(_) => ok += 1,
+            Err(e) => {
+                tracing::warn!(secret_id = %id, code = e.code(), "prefetch failed; the first read will fetch");
+                errors.push(format!("secret {id}: {}", e.code()));
+            }
+        }
+    }
+    warmed.insert("secrets".to_string(), ok);
+
+    state.prewarmed.store(true, Ordering::Release);
+    let duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+    state.metrics.counter("prewarm.runs").inc();
+    WarmResponse {
+        warmed,
+        errors,
+        duration_ms,
+    }
+}

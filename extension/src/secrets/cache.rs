@@ -1,0 +1,290 @@
+//! The secrets cache.
+//!
+//! Each entry has a soft deadline (the soft TTL, jittered per entry so environments started
+//! together do not refresh in lockstep) and a hard deadline (the hard TTL, the maximum
+//! exposure window):
+//!
+//! | age of entry            | a read ...                                                  |
+//! |-------------------------|-------------------------------------------------------------|
+//! | before soft             | is served from the cache                                    |
+//! | between soft and hard   | is served from the cache and starts one background refresh  |
+//! | past hard               | waits for a refetch; on a transient failure the old value is served up to `stale_if_error` longer |
+//!
+//! Concurrent fetches of one key share a single upstream call (single-flight): the first
+//! caller spawns the fetch as its own task, so a caller that disconnects does not cancel
+//! it for the others. Timers do not run while Lambda freezes the environment, so refresh
+//! ahead is driven by reads and by INVOKE events ([`SecretsCache::refresh_ahead`]), never
+//! only by a timer. Time is `tokio::time::Instant`, which keeps counting across a freeze.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use hearth::wire::SecretValue;
+use lru::LruCache;
+use rand::Rng as _;
+use tokio::sync::{watch, Semaphore};
+use tokio::time::Instant;
+
+use super::upstream::SecretsUpstream;
+use super::{SecretKey, SecretsError};
+use crate::config::SecretsConfig;
+use crate::metrics::{Counter, Gauge, Metrics};
+
+type FetchResult = Result<Arc<SecretValue>, SecretsError>;
+
+/// Background refreshes running at once, so a thaw with many stale entries does not fire
+/// hundreds of GetSecretValue calls together (and get throttled).
+const REFRESH_CONCURRENCY: usize = 8;
+
+struct Entry {
+    value: Arc<SecretValue>,
+    soft_at: Instant,
+    hard_at: Instant,
+    refreshing: AtomicBool,
+    stale_logged: AtomicBool,
+}
+
+struct Inner {
+    cfg: SecretsConfig,
+    upstream: SecretsUpstream,
+    // std Mutexes: held for a map operation only, never across an await.
+    entries: Mutex<LruCache<SecretKey, Arc<Entry>>>,
+    inflight: Mutex<HashMap<SecretKey, watch::Receiver<Option<FetchResult>>>>,
+    refresh_slots: Semaphore,
+    hits: Arc<Counter>,
+    misses: Arc<Counter>,
+    coalesced: Arc<Counter>,
+    stale_serves: Arc<Counter>,
+    refreshes: Arc<Counter>,
+    refresh_failures: Arc<Counter>,
+    size: Arc<Gauge>,
+}
+
+/// The secrets cache; cheap to clone.
+#[derive(Clone)]
+pub struct SecretsCache {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for SecretsCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SecretsCache")
+            .field("entries", &self.len())
+            .finish()
+    }
+}
+
+impl SecretsCache {
+    /// A cache in front of `upstream`.
+    pub fn new(cfg: SecretsConfig, upstream: SecretsUpstream, metrics: &Metrics) -> Self {
+        let capacity = cfg.capacity;
+        Self {
+            inner: Arc::new(Inner {
+                cfg,
+                upstream,
+                entries: Mutex::new(LruCache::new(capacity)),
+                inflight: Mutex::new(HashMap::new()),
+                refresh_slots: Semaphore::new(REFRESH_CONCURRENCY),
+                hits: metrics.counter("secrets.hits"),
+                misses: metrics.counter("secrets.misses"),
+                coalesced: metrics.counter("secrets.coalesced"),
+                stale_serves: metrics.counter("secrets.stale_serves"),
+                refreshes: metrics.counter("secrets.refreshes"),
+                refresh_failures: metrics.counter("secrets.refresh_failures"),
+                size: metrics.gauge("secrets.entries"),
+            }),
+        }
+    }
+
+    /// Number of cached versions.
+    pub fn len(&self) -> usize {
+        self.inner
+            .entries
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .len()
+    }
+
+    /// Whether the cache is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Reads a secret version, from the cache when allowed.
+    pub async fn get(&self, key: &SecretKey, refresh_now: bool) -> FetchResult {
+        if refresh_now {
+            self.inner.misses.inc();
+            return self.fetch_shared(key).await;
+        }
+        let now = Instant::now();
+        let entry = self
+            .inner
+            .entries
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(key)
+            .cloned();
+        match entry {
+            Some(e) if now < e.hard_at => {
+                self.inner.hits.inc();
+                if now >= e.soft_at {
+                    self.spawn_refresh(key.clone(), &e);
+                }
+                Ok(e.value.clone())
+            }
+            Some(e) => {
+                self.inner.misses.inc();
+                match self.fetch_shared(key).await {
+                    Ok(v) => Ok(v),
+                    Err(err)
+                        if err.is_transient()
+                            && Instant::now() < e.hard_at + self.inner.cfg.stale_if_error =>
+                    {
+                        self.inner.stale_serves.inc();
+                        if !e.stale_logged.swap(true, Ordering::Relaxed) {
+                            tracing::warn!(
+                                secret_id = %key.secret_id,
+                                code = err.code(),
+                                "serving a cached secret past its hard TTL because Secrets Manager failed transiently"
+                            );
+                        }
+                        Ok(e.value.clone())
+                    }
+                    Err(err) => Err(err),
+                }
+            }
+            None => {
+                self.inner.misses.inc();
+                self.fetch_shared(key).await
+            }
+        }
+    }
+
+    /// Drops every cached version of `secret_id`, e.g. after the database rejected the
+    /// password it holds (a rotation happened). The next read fetches.
+    pub fn invalidate(&self, secret_id: &str) -> usize {
+        let mut entries = self.inner.entries.lock().unwrap_or_else(|p| p.into_inner());
+        let doomed: Vec<SecretKey> = entries
+            .iter()
+            .filter(|(k, _)| k.secret_id == secret_id)
+            .map(|(k, _)| k.clone())
+            .collect();
+        for k in &doomed {
+            entries.pop(k);
+        }
+        self.inner.size.set(entries.len() as u64);
+        doomed.len()
+    }
+
+    /// Starts a background refresh of every entry past its soft deadline. Called on each
+    /// INVOKE event: after a long freeze it brings entries up to date while the function's
+    /// own reads are still served at once.
+    pub fn refresh_ahead(&self) -> usize {
+        let now = Instant::now();
+        let due: Vec<(SecretKey, Arc<Entry>)> = self
+            .inner
+            .entries
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .filter(|(_, e)| now >= e.soft_at && !e.refreshing.load(Ordering::Relaxed))
+            .map(|(k, e)| (k.clone(), e.clone()))
+            .collect();
+        for (k, e) in &due {
+            self.spawn_refresh(k.clone(), e);
+        }
+        due.len()
+    }
+
+    fn spawn_refresh(&self, key: SecretKey, entry: &Arc<Entry>) {
+        if entry.refreshing.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        self.inner.refreshes.inc();
+        let this = self.clone();
+        let entry = entry.clone();
+        tokio::spawn(async move {
+            let _slot = this.inner.refresh_slots.acquire().await;
+            if let Err(err) = this.fetch_shared(&key).await {
+                this.inner.refresh_failures.inc();
+                // Let a later read or INVOKE try again; the current value keeps serving.
+                entry.refreshing.store(false, Ordering::Release);
+                tracing::debug!(secret_id = %key.secret_id, code = err.code(), "background refresh failed");
+            }
+        });
+    }
+
+    /// Fetches `key` from upstream, sharing one call among concurrent callers.
+    async fn fetch_shared(&self, key: &SecretKey) -> FetchResult {
+        let mut rx = {
+            let mut inflight = self
+                .inner
+                .inflight
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            if let Some(rx) = inflight.get(key) {
+                self.inner.coalesced.inc();
+                rx.clone()
+            } else {
+                let (tx, rx) = watch::channel(None);
+                inflight.insert(key.clone(), rx.clone());
+                let this = self.clone();
+                let key = key.clone();
+                tokio::spawn(async move {
+                    let res = this.inner.upstream.get(&key).await.map(Arc::new);
+                    if let Ok(v) = &res {
+                        this.insert(key.clone(), v.clone());
+                    }
+                    // Insert before leaving the in-flight map, so no caller sees neither.
+                    this.inner
+                        .inflight
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .remove(&key);
+                    let _ = tx.send(Some(res));
+                });
+                rx
+            }
+        };
+        let answer = match rx.wait_for(Option::is_some).await {
+            Ok(v) => v.clone(),
+            // The fetch task ended without answering (runtime shutting down).
+            Err(_) => None,
+        };
+        answer.unwrap_or(Err(SecretsError::Unavailable {
+            reason: "the fetch was interrupted".into(),
+        }))
+    }
+
+    fn insert(&self, key: SecretKey, value: Arc<SecretValue>) {
+        let now = Instant::now();
+        let cfg = &self.inner.cfg;
+        let jitter = f64::from(cfg.jitter_percent) / 100.0;
+        let factor = if jitter > 0.0 {
+            1.0 + rand::rng().random_range(-jitter..=jitter)
+        } else {
+            1.0
+        };
+        let soft = cfg.soft_ttl.mul_f64(factor).min(cfg.hard_ttl);
+        let entry = Arc::new(Entry {
+            value,
+            soft_at: now + soft,
+            hard_at: now + cfg.hard_ttl,
+            refreshing: AtomicBool::new(false),
+            stale_logged: AtomicBool::new(false),
+        });
+        let mut entries = self.inner.entries.lock().unwrap_or_else(|p| p.into_inner());
+        entries.put(key, entry);
+        self.inner.size.set(entries.len() as u64);
+    }
+
+    /// Soft deadline of a cached key, relative to now (for tests and diagnostics).
+    pub fn soft_remaining(&self, key: &SecretKey) -> Option<Duration> {
+        let entries = self.inner.entries.lock().unwrap_or_else(|p| p.into_inner());
+        entries
+            .peek(key)
+            .map(|e| e.soft_at.saturating_duration_since(Instant::now()))
+    }
+}

@@ -1,0 +1,21 @@
+//! Everything a request handler can reach, built once at init.
+
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+
+use crate::config::Config;
+use crate::metrics::Metrics;
+use crate::secrets::SecretsCache;
+
+/// Shared application state; cheap to clone.
+#[derive(Clone, Debug)]
+pub struct AppState {
+    /// Validated configuration.
+    pub config: Arc<Config>,
+    /// Metrics registry.
+    pub metrics: Arc<Metrics>,
+    /// Secrets cache.
+    pub secrets: SecretsCache,
+    /// Set once the background prewarm has finished.
+    pub prewarmed: Arc<AtomicBool>,
+}

@@ -1,0 +1,300 @@
+//! Wire types of the extension's HTTP API: one definition, used by the server (the
+//! `hearth` extension binary) and by the client in this crate.
+//!
+//! Field names are camelCase on the wire. Binary values travel as standard base64.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// Header carrying the session token, the same one AWS's own secrets extension uses.
+pub const TOKEN_HEADER: &str = "X-Aws-Parameters-Secrets-Token";
+
+/// Default listener port, the same as AWS's secrets extension.
+pub const DEFAULT_PORT: u16 = 2773;
+
+/// Every error response body: `{"error":{"code":"...","message":"..."}}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorBody {
+    /// The error itself.
+    pub error: ErrorDetail,
+}
+
+/// A stable machine-readable code and a message that tells the user what to do.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorDetail {
+    /// Stable CamelCase code, e.g. `SecretNotFound`.
+    pub code: String,
+    /// Human-readable explanation; never contains secret material.
+    pub message: String,
+}
+
+/// `GET /health` response.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Health {
+    /// `"ok"` once the listener serves requests.
+    pub status: String,
+    /// Crate version of the extension.
+    pub version: String,
+    /// Whether the background prewarm has finished (successfully or not).
+    pub prewarmed: bool,
+}
+
+/// Encryption context: string pairs bound to a ciphertext as authenticated data.
+pub type EncryptionContext = BTreeMap<String, String>;
+
+/// `POST /v1/kms/encrypt` request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct EncryptRequest {
+    /// Plaintext, base64.
+    pub plaintext: String,
+    /// Encryption context bound to the message.
+    #[serde(default)]
+    pub context: EncryptionContext,
+    /// KMS key id or ARN; the configured default key when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_id: Option<String>,
+}
+
+/// `POST /v1/kms/encrypt` response.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EncryptResponse {
+    /// AWS Encryption SDK message, base64.
+    pub ciphertext: String,
+}
+
+/// `POST /v1/kms/decrypt` request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct DecryptRequest {
+    /// AWS Encryption SDK message, base64.
+    pub ciphertext: String,
+    /// When given, must equal the message's encryption context.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub context: Option<EncryptionContext>,
+}
+
+/// `POST /v1/kms/decrypt` response.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DecryptResponse {
+    /// Plaintext, base64.
+    pub plaintext: String,
+    /// The message's encryption context.
+    pub context: EncryptionContext,
+}
+
+impl std::fmt::Debug for DecryptResponse {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DecryptResponse")
+            .field("plaintext", &"<redacted>")
+            .field("context", &self.context)
+            .finish()
+    }
+}
+
+/// `POST /v1/kms/data-key` request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct DataKeyRequest {
+    /// Encryption context the data key is generated under.
+    #[serde(default)]
+    pub context: EncryptionContext,
+    /// KMS key id or ARN; the configured default key when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_id: Option<String>,
+}
+
+/// `POST /v1/kms/data-key` response.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DataKeyResponse {
+    /// Plaintext data key, base64. Handle with care.
+    pub plaintext: String,
+    /// The data key encrypted by KMS, base64.
+    pub ciphertext_blob: String,
+    /// ARN of the KMS key that encrypted it.
+    pub key_id: String,
+}
+
+impl std::fmt::Debug for DataKeyResponse {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DataKeyResponse")
+            .field("plaintext", &"<redacted>")
+            .field("ciphertext_blob", &self.ciphertext_blob)
+            .field("key_id", &self.key_id)
+            .finish()
+    }
+}
+
+/// One SQL statement with its positional parameters (`$1`, `$2`, ...).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Statement {
+    /// SQL text with `$n` placeholders.
+    pub sql: String,
+    /// Parameter values, converted to the types the server reports for the statement.
+    #[serde(default)]
+    pub params: Vec<serde_json::Value>,
+}
+
+/// `POST /v1/db/query` request.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct QueryRequest {
+    /// SQL text with `$n` placeholders.
+    pub sql: String,
+    /// Parameter values.
+    #[serde(default)]
+    pub params: Vec<serde_json::Value>,
+    /// Tenant id set as the RLS context for this request only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tenant: Option<String>,
+    /// Extra transaction-local settings, each name on the configured allow-list.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub context: BTreeMap<String, String>,
+}
+
+/// A result column: name and Postgres type name.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Column {
+    /// Column name.
+    pub name: String,
+    /// Postgres type name, e.g. `int8`, `text`, `_int4`.
+    #[serde(rename = "type")]
+    pub type_name: String,
+}
+
+/// Result of one statement.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct QueryResponse {
+    /// Result columns (empty for statements that return no rows).
+    pub columns: Vec<Column>,
+    /// Rows as objects keyed by column name.
+    pub rows: Vec<serde_json::Map<String, serde_json::Value>>,
+    /// Rows returned, or rows affected for INSERT/UPDATE/DELETE.
+    pub row_count: u64,
+}
+
+/// `POST /v1/db/transaction` request: all statements commit together or not at all.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct TransactionRequest {
+    /// Tenant id set as the RLS context for this transaction.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tenant: Option<String>,
+    /// Extra transaction-local settings, each name on the configured allow-list.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub context: BTreeMap<String, String>,
+    /// Statements, run in order.
+    pub statements: Vec<Statement>,
+}
+
+/// `POST /v1/db/transaction` response.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TransactionResponse {
+    /// One result per statement, in order.
+    pub results: Vec<QueryResponse>,
+}
+
+/// `POST /v1/warm` response.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct WarmResponse {
+    /// What was warmed, e.g. `{"secrets": 2, "dbConnections": 2, "dataKeys": 1}`.
+    pub warmed: BTreeMap<String, u64>,
+    /// Problems met while warming (never fatal).
+    pub errors: Vec<String>,
+    /// Wall time spent, in milliseconds.
+    pub duration_ms: u64,
+}
+
+/// Secrets Manager's GetSecretValue shape, as AWS's secrets extension returns it.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct SecretValue {
+    /// Secret ARN.
+    #[serde(rename = "ARN")]
+    pub arn: String,
+    /// Secret name.
+    pub name: String,
+    /// Version id.
+    pub version_id: String,
+    /// String value, when the secret is a string.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_string: Option<String>,
+    /// Binary value, base64, when the secret is binary.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_binary: Option<String>,
+    /// Staging labels attached to this version.
+    #[serde(default)]
+    pub version_stages: Vec<String>,
+    /// Creation date as an RFC 3339 timestamp (AWS's extension uses the same field name).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub created_date: Option<String>,
+}
+
+impl std::fmt::Debug for SecretValue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SecretValue")
+            .field("arn", &self.arn)
+            .field("name", &self.name)
+            .field("version_id", &self.version_id)
+            .field(
+                "secret_string",
+                &self.secret_string.as_ref().map(|_| "<redacted>"),
+            )
+            .field(
+                "secret_binary",
+                &self.secret_binary.as_ref().map(|_| "<redacted>"),
+            )
+            .field("version_stages", &self.version_stages)
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secret_debug_redacts_value() {
+        let v = SecretValue {
+            arn: "arn".into(),
+            name: "n".into(),
+            version_id: "v".into(),
+            secret_string: Some("hunter2".into()),
+            secret_binary: None,
+            version_stages: vec!["AWSCURRENT".into()],
+            created_date: None,
+        };
+        let shown = format!("{v:?}");
+        assert!(!shown.contains("hunter2"), "{shown}");
+        assert!(shown.contains("<redacted>"));
+    }
+
+    #[test]
+    fn query_request_rejects_unknown_fields() {
+        let err = serde_json::from_str::<QueryRequest>(r#"{"sql":"select 1","tennant":"a"}"#);
+        assert!(err.is_err());
+    }
+
+    #[test]
+    fn error_body_shape() {
+        let body = ErrorBody {
+            error: ErrorDetail {
+                code: "SecretNotFound".into(),
+                message: "m".into(),
+            },
+        };
+        assert_eq!(
+            serde_json::to_value(&body).unwrap_or_default(),
+            serde_json::json!({"error":{"code":"SecretNotFound","message":"m"}})
+        );
+    }
+}

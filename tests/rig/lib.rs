@@ -1,0 +1,52 @@
+//! # hearth-tests: the local rig
+//!
+//! Helpers that start real peers on free loopback ports and clean up after themselves,
+//! even when a test panics (every helper is a guard whose `Drop` stops what it started):
+//!
+//! - [`postgres`]: a throwaway PostgreSQL 15 cluster (works as root and as a normal user).
+//! - [`moto`]: the moto AWS emulator (KMS, Secrets Manager) from the project's virtualenv.
+//! - [`hearth`]: the real `hearth` binary, standalone or under the Lambda simulator.
+//!
+//! The virtualenv and the Debian packages are installed by `scripts/install-test-deps.sh`,
+//! which the README's test command runs first.
+
+pub mod hearth;
+pub mod moto;
+pub mod postgres;
+
+use std::net::TcpListener;
+use std::path::PathBuf;
+
+/// The workspace root (the directory holding the top-level `Cargo.toml`).
+pub fn workspace_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(PathBuf::from)
+        .unwrap_or_default()
+}
+
+/// A loopback port that was free a moment ago.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap_or(0)
+}
+
+/// A binary built in the same target directory as the running test (`target/<profile>/`).
+pub fn target_bin(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().unwrap_or_default();
+    // target/<profile>/deps/<test-binary> → target/<profile>/<name>
+    let dir = exe
+        .parent()
+        .and_then(|d| d.parent())
+        .map(PathBuf::from)
+        .unwrap_or_default();
+    let p = dir.join(name);
+    assert!(
+        p.exists(),
+        "{} is missing: run `cargo build --workspace --bins` first",
+        p.display()
+    );
+    p
+}
