@@ -235,9 +235,13 @@ impl DbError {
 impl From<tokio_postgres::Error> for DbError {
     fn from(e: tokio_postgres::Error) -> Self {
         let Some(db) = e.as_db_error() else {
-            // Client-side: I/O error, closed connection, protocol error. The Display of these
-            // never includes parameter values or passwords.
-            return Self::DbUnavailable(e.to_string());
+            // Client-side: I/O error, closed connection, protocol error, TLS. The Display of
+            // these never includes parameter values or passwords.
+            let text = e.to_string();
+            if text.starts_with("error performing TLS handshake") {
+                return Self::Tls(text);
+            }
+            return Self::DbUnavailable(text);
         };
         let sqlstate = db.code().code().to_owned();
         let message = db.message().to_owned();

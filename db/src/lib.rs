@@ -30,7 +30,11 @@
 //! `SET statement_timeout`, `SET ROLE`). A connection goes back to the pool only when that last
 //! step succeeded; after any other outcome (connection error, client-side timeout, the request's
 //! future dropped because the client went away) it is closed, so no tenant context can reach
-//! another request. What is *not* reset: temporary tables, advisory locks, `LISTEN` — SQL that
+//! another request. Because `COMMIT` is written together with the statements, a request whose
+//! future is dropped after it was written still runs to its end on the server (it commits, or
+//! rolls back if the server notices the closed socket first) — the same "outcome unknown" as any
+//! request whose reply is lost; the server-side `statement_timeout` always aborts and rolls back.
+//! What is *not* reset: temporary tables, advisory locks, `LISTEN` — SQL that
 //! creates them is the function's own business.
 //!
 //! Idle connections older than [`DbConfig::verify_idle_after`] are checked with a round trip

@@ -228,6 +228,27 @@ pub struct SecretsConfig {
     pub prefetch: Vec<String>,
 }
 
+/// KMS data-key cache and envelope-encryption settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KmsConfig {
+    /// Key used when a request names none; without it requests must carry `keyId`.
+    pub key_id: Option<String>,
+    /// Whether data keys are cached at all (off: one GenerateDataKey per encrypt and one
+    /// Decrypt per decrypt).
+    pub caching: bool,
+    /// Age at which a cached data key is no longer used.
+    pub max_age: Duration,
+    /// Messages (and data keys handed out) one data key may protect, the current one
+    /// included.
+    pub max_messages: u64,
+    /// Plaintext bytes one data key may protect, the current message included.
+    pub max_bytes: u64,
+    /// Cached partitions (key id, context), and cached decrypted keys (LRU beyond).
+    pub capacity: NonZeroUsize,
+    /// Share of any limit, in percent, after which a replacement key is generated ahead.
+    pub refresh_percent: u8,
+}
+
 /// Every setting, typed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
@@ -243,6 +264,8 @@ pub struct Config {
     pub aws: AwsConfig,
     /// Secrets cache.
     pub secrets: SecretsConfig,
+    /// KMS data keys.
+    pub kms: KmsConfig,
 }
 
 /// Every `HEARTH_*` variable this build understands, with its alias, default and meaning.
@@ -271,6 +294,13 @@ pub const VARIABLES: &[(&str, Option<&str>, &str, &str)] = &[
     ("HEARTH_SECRETS_STALE_IF_ERROR", None, "15m", "How long past the hard TTL a value is served while Secrets Manager fails transiently (0 disables)."),
     ("HEARTH_SECRETS_CACHE_SIZE", Some("PARAMETERS_SECRETS_EXTENSION_CACHE_SIZE"), "1000", "Cached secret versions (LRU beyond)."),
     ("HEARTH_SECRETS_PREFETCH", None, "(none)", "Comma-separated secret ids fetched in the background at init."),
+    ("HEARTH_KMS_KEY_ID", None, "(none)", "KMS key id, ARN or alias used when a request names no keyId (requests must name one without it)."),
+    ("HEARTH_KMS_CACHE", None, "true", "Cache data keys (false: one KMS call per encrypt and per decrypt)."),
+    ("HEARTH_KMS_MAX_AGE", None, "300s", "Age at which a cached data key is retired (100ms to 24h)."),
+    ("HEARTH_KMS_MAX_MESSAGES", None, "1048576", "Messages one data key may encrypt, the current one included (1 to 4294967296)."),
+    ("HEARTH_KMS_MAX_BYTES", None, "1073741824", "Plaintext bytes one data key may encrypt, the current message included (1 to 2^62)."),
+    ("HEARTH_KMS_CACHE_SIZE", None, "1000", "Cached (key, context) partitions, and cached decrypted data keys (LRU beyond)."),
+    ("HEARTH_KMS_REFRESH_AHEAD_PERCENT", None, "80", "Share of the age, message or byte limit after which a replacement key is generated ahead (50 to 100)."),
 ];
 
 /// Reads variables, records which ones were consumed, and collects problems.
@@ -583,6 +613,41 @@ impl Config {
             ),
         };
 
+        let kms = KmsConfig {
+            key_id: r.parse(
+                "HEARTH_KMS_KEY_ID",
+                None,
+                "a KMS key id, key ARN, alias name or alias ARN (1 to 2048 characters)",
+                |s| (!s.is_empty() && s.len() <= 2048).then(|| Some(s.to_string())),
+            ),
+            caching: r.flag("HEARTH_KMS_CACHE", true),
+            max_age: r.duration(
+                "HEARTH_KMS_MAX_AGE",
+                Duration::from_secs(300),
+                Duration::from_millis(100),
+                Duration::from_secs(24 * 3600),
+            ),
+            max_messages: r.parse(
+                "HEARTH_KMS_MAX_MESSAGES",
+                1 << 20,
+                "an integer from 1 to 4294967296 (the message format's limit, 2^32)",
+                |s| s.parse::<u64>().ok().filter(|n| (1..=1 << 32).contains(n)),
+            ),
+            max_bytes: r.parse(
+                "HEARTH_KMS_MAX_BYTES",
+                1 << 30,
+                "an integer from 1 to 4611686018427387904 (2^62)",
+                |s| s.parse::<u64>().ok().filter(|n| (1..=1 << 62).contains(n)),
+            ),
+            capacity: r.size("HEARTH_KMS_CACHE_SIZE", 1000, 1_000_000),
+            refresh_percent: r.parse(
+                "HEARTH_KMS_REFRESH_AHEAD_PERCENT",
+                80,
+                "an integer from 50 to 100",
+                |s| s.parse::<u8>().ok().filter(|n| (50..=100).contains(n)),
+            ),
+        };
+
         let known: BTreeSet<&str> = VARIABLES.iter().map(|(n, ..)| *n).collect();
         for name in env.vars.keys().filter(|k| k.starts_with("HEARTH_")) {
             if !known.contains(name.as_str()) {
@@ -601,6 +666,7 @@ impl Config {
                 metrics,
                 aws,
                 secrets,
+                kms,
             })
         } else {
             r.problems.sort_by(|a, b| a.variable.cmp(&b.variable));
@@ -772,6 +838,75 @@ mod tests {
         ]))
         .unwrap();
         assert_eq!(c.lifecycle.init_type, InitType::ManagedInstances);
+    }
+
+    #[test]
+    fn kms_defaults_and_overrides() {
+        let c = Config::from_env(&env(&[("HEARTH_TOKEN", "t")])).unwrap();
+        assert_eq!(
+            c.kms,
+            KmsConfig {
+                key_id: None,
+                caching: true,
+                max_age: Duration::from_secs(300),
+                max_messages: 1 << 20,
+                max_bytes: 1 << 30,
+                capacity: NonZeroUsize::new(1000).unwrap(),
+                refresh_percent: 80,
+            }
+        );
+        let c = Config::from_env(&env(&[
+            ("HEARTH_TOKEN", "t"),
+            ("HEARTH_KMS_KEY_ID", "alias/app"),
+            ("HEARTH_KMS_CACHE", "false"),
+            ("HEARTH_KMS_MAX_AGE", "1500ms"),
+            ("HEARTH_KMS_MAX_MESSAGES", "3"),
+            ("HEARTH_KMS_MAX_BYTES", "4096"),
+            ("HEARTH_KMS_CACHE_SIZE", "10"),
+            ("HEARTH_KMS_REFRESH_AHEAD_PERCENT", "100"),
+        ]))
+        .unwrap();
+        assert_eq!(c.kms.key_id.as_deref(), Some("alias/app"));
+        assert!(!c.kms.caching);
+        assert_eq!(c.kms.max_age, Duration::from_millis(1500));
+        assert_eq!((c.kms.max_messages, c.kms.max_bytes), (3, 4096));
+        assert_eq!((c.kms.capacity.get(), c.kms.refresh_percent), (10, 100));
+    }
+
+    #[test]
+    fn kms_bad_values_are_named() {
+        let e = Config::from_env(&env(&[
+            ("HEARTH_TOKEN", "t"),
+            ("HEARTH_KMS_MAX_AGE", "50ms"),
+            ("HEARTH_KMS_MAX_MESSAGES", "0"),
+            ("HEARTH_KMS_MAX_BYTES", "-1"),
+            ("HEARTH_KMS_REFRESH_AHEAD_PERCENT", "40"),
+            ("HEARTH_KMS_KEY_ID", ""),
+        ]))
+        .unwrap_err();
+        let vars: Vec<_> = e.problems.iter().map(|p| p.variable.as_str()).collect();
+        assert_eq!(
+            vars,
+            [
+                "HEARTH_KMS_KEY_ID",
+                "HEARTH_KMS_MAX_AGE",
+                "HEARTH_KMS_MAX_BYTES",
+                "HEARTH_KMS_MAX_MESSAGES",
+                "HEARTH_KMS_REFRESH_AHEAD_PERCENT",
+            ]
+        );
+        assert!(e.problems[4].message.contains("50 to 100"), "{e}");
+        // 2^32 messages is the format's own limit and is accepted; one more is not.
+        assert!(Config::from_env(&env(&[
+            ("HEARTH_TOKEN", "t"),
+            ("HEARTH_KMS_MAX_MESSAGES", "4294967296"),
+        ]))
+        .is_ok());
+        assert!(Config::from_env(&env(&[
+            ("HEARTH_TOKEN", "t"),
+            ("HEARTH_KMS_MAX_MESSAGES", "4294967297"),
+        ]))
+        .is_err());
     }
 
     #[test]

@@ -9,6 +9,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use hearth::wire::{ErrorBody, ErrorDetail};
 
+use crate::kms::KmsError;
 use crate::secrets::SecretsError;
 
 /// Every error the HTTP API can return.
@@ -64,6 +65,9 @@ pub enum ApiError {
     /// Secrets Manager or the secrets cache.
     #[error(transparent)]
     Secrets(#[from] SecretsError),
+    /// KMS, the data-key caches or the message format.
+    #[error(transparent)]
+    Kms(#[from] KmsError),
 }
 
 impl ApiError {
@@ -90,6 +94,16 @@ impl ApiError {
                 SecretsError::Timeout => StatusCode::GATEWAY_TIMEOUT,
                 SecretsError::Upstream { .. } => StatusCode::BAD_GATEWAY,
             },
+            ApiError::Kms(e) => match e {
+                _ if e.is_bad_input() => StatusCode::BAD_REQUEST,
+                KmsError::KeyNotFound { .. } => StatusCode::NOT_FOUND,
+                KmsError::AccessDenied { .. } => StatusCode::FORBIDDEN,
+                KmsError::KeyUnusable { .. } => StatusCode::CONFLICT,
+                KmsError::Throttled => StatusCode::TOO_MANY_REQUESTS,
+                KmsError::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
+                KmsError::Timeout => StatusCode::GATEWAY_TIMEOUT,
+                _ => StatusCode::BAD_GATEWAY,
+            },
         }
     }
 
@@ -110,6 +124,7 @@ impl ApiError {
             ApiError::NotConfigured(_) => "NotConfigured",
             ApiError::ShuttingDown => "ShuttingDown",
             ApiError::Secrets(e) => e.code(),
+            ApiError::Kms(e) => e.code(),
         }
     }
 }
@@ -147,5 +162,47 @@ mod tests {
             (e.status(), e.code()),
             (StatusCode::NOT_FOUND, "SecretNotFound")
         );
+    }
+
+    #[test]
+    fn kms_statuses() {
+        let cases = [
+            (KmsError::ContextMismatch, 400, "ContextMismatch"),
+            (KmsError::KeyIdRequired, 400, "KeyIdRequired"),
+            (KmsError::InvalidCiphertext, 400, "InvalidCiphertext"),
+            (
+                hearth_esdk::Error::UnsupportedSuite(0x0178).into(),
+                400,
+                "UnsupportedAlgorithm",
+            ),
+            (
+                KmsError::AccessDenied { key_id: "k".into() },
+                403,
+                "AccessDenied",
+            ),
+            (
+                KmsError::KeyNotFound { key_id: "k".into() },
+                404,
+                "KeyNotFound",
+            ),
+            (KmsError::Throttled, 429, "Throttled"),
+            (
+                KmsError::Unavailable { reason: "r".into() },
+                503,
+                "UpstreamUnavailable",
+            ),
+            (KmsError::Timeout, 504, "UpstreamTimeout"),
+            (
+                KmsError::Upstream {
+                    message: "m".into(),
+                },
+                502,
+                "UpstreamError",
+            ),
+        ];
+        for (e, status, code) in cases {
+            let e = ApiError::from(e);
+            assert_eq!((e.status().as_u16(), e.code()), (status, code));
+        }
     }
 }

@@ -11,6 +11,7 @@
 //! - [`api`]: routes, the token guard and the handlers.
 //! - [`error`]: the one place where errors become JSON responses.
 //! - [`secrets`]: the Secrets Manager cache.
+//! - [`kms`]: KMS data-key caches and ESDK envelope encryption.
 //! - [`aws`]: SDK clients built once.
 //! - [`metrics`] and [`emf`]: counters, latency summaries, CloudWatch EMF lines.
 //! - [`prewarm`]: warming caches at init and on `POST /v1/warm`.
@@ -22,6 +23,7 @@ pub mod aws;
 pub mod config;
 pub mod emf;
 pub mod error;
+pub mod kms;
 pub mod lifecycle;
 pub mod logging;
 pub mod metrics;

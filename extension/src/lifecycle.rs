@@ -23,6 +23,7 @@ use tokio::sync::mpsc;
 
 use crate::config::{Config, ConfigError, Env, InitType, LogConfig, LogFormat, LogLevel};
 use crate::emf::Emf;
+use crate::kms::KmsService;
 use crate::metrics::Metrics;
 use crate::secrets::upstream::SecretsUpstream;
 use crate::secrets::SecretsCache;
@@ -117,6 +118,16 @@ pub async fn run(env: Env) -> ExitCode {
     let reason = if in_lambda {
         match event_loop(&state, &emf, prewarm_task).await {
             Ok(reason) => reason,
+            // A transport failure talking to the local Extensions API means the
+            // environment is being torn down (the simulator, for one, stops serving right
+            // after handing out SHUTDOWN): drain as for SHUTDOWN rather than vanish.
+            Err(e)
+                if e.downcast_ref::<hyper_util::client::legacy::Error>()
+                    .is_some() =>
+            {
+                tracing::warn!(error = %e, "the Extensions API went away; shutting down");
+                "extensions-api-closed".to_string()
+            }
             Err(e) => {
                 tracing::error!(error = %e, "Extensions API failed");
                 server.shutdown(cfg.lifecycle.shutdown_budget).await;
@@ -133,6 +144,9 @@ pub async fn run(env: Env) -> ExitCode {
 
     let t0 = Instant::now();
     let drained = server.shutdown(cfg.lifecycle.shutdown_budget).await;
+    // After the drain, so no request is still using a key: zeroize every cached key.
+    let keys_zeroized = state.kms.shutdown();
+    tracing::debug!(keys_zeroized, "data keys dropped");
     if cfg.metrics.emf {
         emf.flush();
     }
@@ -145,10 +159,12 @@ async fn build_state(cfg: Config) -> AppState {
     let sdk = aws::sdk_config(&cfg.aws).await;
     let upstream = SecretsUpstream::new(aws_sdk_secretsmanager::Client::new(&sdk), &metrics);
     let secrets = SecretsCache::new(cfg.secrets.clone(), upstream, &metrics);
+    let kms = KmsService::new(cfg.kms.clone(), aws_sdk_kms::Client::new(&sdk), &metrics);
     AppState {
         config: Arc::new(cfg),
         metrics,
         secrets,
+        kms,
         prewarmed: Arc::new(AtomicBool::new(false)),
     }
 }
@@ -174,6 +190,7 @@ async fn event_loop(
                     NextEvent::Invoke(_) => {
                         // Only kick off work here: the next /event/next must go out at once.
                         state.secrets.refresh_ahead();
+                        state.kms.refresh_ahead();
                         if state.config.metrics.emf {
                             emf.flush();
                         }
@@ -219,11 +236,17 @@ async fn event_loop(
     }
 
     tokio::select! {
+        biased;
+        reason = shutdown_rx.recv() => Ok(reason.unwrap_or_else(|| "unknown".into())),
         r = registered.run() => {
+            // After SHUTDOWN the loop's next poll may fail as the environment tears down;
+            // that is the end of a clean shutdown, not an error.
+            if let Ok(reason) = shutdown_rx.try_recv() {
+                return Ok(reason);
+            }
             r?;
             Err("the Extensions API event stream ended".into())
         }
-        reason = shutdown_rx.recv() => Ok(reason.unwrap_or_else(|| "unknown".into())),
     }
 }
 

@@ -112,7 +112,7 @@ impl Latency {
         let sum = self.sum_us.load(Ordering::Relaxed);
         json!({
             "count": count,
-            "meanUs": if count == 0 { 0 } else { sum / count },
+            "meanUs": sum.checked_div(count).unwrap_or(0),
             "p50Us": self.quantile_us(0.50),
             "p99Us": self.quantile_us(0.99),
             "maxUs": self.max_us.load(Ordering::Relaxed),

@@ -16,6 +16,12 @@ pub async fn prewarm(state: &AppState) -> WarmResponse {
     let mut warmed = BTreeMap::new();
     let mut errors = Vec::new();
 
+    // Started first so the GenerateDataKey overlaps the secret fetches.
+    let data_key = {
+        let kms = state.kms.clone();
+        tokio::spawn(async move { kms.warm().await })
+    };
+
     let fetches = state.config.secrets.prefetch.iter().map(|id| {
         let cache = state.secrets.clone();
         let key = SecretKey::current(id.clone());
@@ -32,6 +38,20 @@ pub async fn prewarm(state: &AppState) -> WarmResponse {
         }
     }
     warmed.insert("secrets".to_string(), ok);
+
+    match data_key.await.unwrap_or(Ok(false)) {
+        Ok(true) => {
+            warmed.insert("dataKeys".to_string(), 1);
+        }
+        Ok(false) => {}
+        Err(e) => {
+            tracing::warn!(
+                code = e.code(),
+                "data key prewarm failed; the first encrypt will generate one"
+            );
+            errors.push(format!("data key: {}", e.code()));
+        }
+    }
 
     state.prewarmed.store(true, Ordering::Release);
     let duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);

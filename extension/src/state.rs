@@ -4,6 +4,7 @@ use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
 use crate::config::Config;
+use crate::kms::KmsService;
 use crate::metrics::Metrics;
 use crate::secrets::SecretsCache;
 
@@ -16,6 +17,8 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// Secrets cache.
     pub secrets: SecretsCache,
+    /// KMS data keys and envelope encryption.
+    pub kms: KmsService,
     /// Set once the background prewarm has finished.
     pub prewarmed: Arc<AtomicBool>,
 }

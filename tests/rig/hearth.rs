@@ -58,14 +58,15 @@ impl Proc {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
-    /// Waits (polling, bounded) for the process to exit.
-    pub fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
+    /// Waits (polling, bounded) for the process to exit. Async, so peers served by the
+    /// test's own runtime (the simulator, fake APIs) keep running meanwhile.
+    pub async fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
         let deadline = Instant::now() + timeout;
         while Instant::now() < deadline {
             if let Ok(Some(s)) = self.child.try_wait() {
                 return Some(s);
             }
-            std::thread::sleep(Duration::from_millis(5));
+            tokio::time::sleep(Duration::from_millis(5)).await;
         }
         None
     }
@@ -269,12 +270,43 @@ impl SimEnv {
         self.function = Some(f);
     }
 
+    /// Invokes, and reads the extension overhead the simulator computes for this invocation
+    /// (function response → every extension back at `/event/next`). The simulator forgets
+    /// that figure right after emitting its platform report, so it is polled while the
+    /// invocation runs; `None` when it was missed.
+    pub async fn invoke_measured(
+        &self,
+        payload: serde_json::Value,
+    ) -> (serde_json::Value, Option<f64>) {
+        let id = self.sim.enqueue_payload(payload).await;
+        let poll = async {
+            let deadline = Instant::now() + Duration::from_secs(30);
+            while Instant::now() < deadline {
+                if let Some(ms) = self.sim.get_extension_overhead_ms(&id).await {
+                    return Some(ms);
+                }
+                let state = self.sim.get_invocation_state(&id).await;
+                if state.is_some_and(|s| s.response.is_some() || s.error.is_some()) {
+                    return self.sim.get_extension_overhead_ms(&id).await;
+                }
+                tokio::task::yield_now().await;
+            }
+            None
+        };
+        tokio::join!(self.wait(&id), poll)
+    }
+
     /// Invokes the function and waits for its response payload.
     pub async fn invoke(&self, payload: serde_json::Value) -> (String, serde_json::Value) {
         let id = self.sim.enqueue_payload(payload).await;
+        let out = self.wait(&id).await;
+        (id, out)
+    }
+
+    async fn wait(&self, id: &str) -> serde_json::Value {
         let state = self
             .sim
-            .wait_for_invocation_complete(&id, Duration::from_secs(30))
+            .wait_for_invocation_complete(id, Duration::from_secs(30))
             .await;
         let state = state.unwrap_or_else(|e| {
             panic!(
@@ -283,10 +315,9 @@ impl SimEnv {
                 self.function.as_ref().map(Proc::output).unwrap_or_default()
             )
         });
-        let payload = state
+        state
             .response
             .map(|r| r.payload)
-            .unwrap_or(serde_json::Value::Null);
-        (id, payload)
+            .unwrap_or(serde_json::Value::Null)
     }
 }

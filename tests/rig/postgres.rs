@@ -161,6 +161,61 @@ impl PgCluster {
         self.try_pg_ctl_start().expect("postgres restart");
     }
 
+    /// Turns on TLS with a fresh test CA and a server certificate for `localhost` and
+    /// `127.0.0.1`, restarts the server, and returns the CA bundle's path. Needs `openssl`.
+    pub fn enable_tls(&self) -> PathBuf {
+        let dir = self.dir.path();
+        let data = self.data_dir();
+        let ca = dir.join("ca.pem");
+        let ext = dir.join("server.ext");
+        std::fs::write(
+            &ext,
+            "subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\n\
+             extendedKeyUsage=serverAuth\n",
+        )
+        .expect("write server.ext");
+        // Paths under the temp dir contain no spaces, so whitespace-split command lines work.
+        let d = path_str(dir);
+        let steps = [
+            format!(
+                "req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=hearth-test-CA \
+                 -addext basicConstraints=critical,CA:TRUE \
+                 -addext keyUsage=critical,keyCertSign,cRLSign -keyout {d}/ca.key -out {d}/ca.pem"
+            ),
+            format!(
+                "req -newkey rsa:2048 -nodes -subj /CN=localhost -keyout {d}/server.key \
+                 -out {d}/server.csr"
+            ),
+            format!(
+                "x509 -req -in {d}/server.csr -CA {d}/ca.pem -CAkey {d}/ca.key -CAcreateserial \
+                 -days 2 -extfile {d}/server.ext -out {d}/server.crt"
+            ),
+        ];
+        for args in steps {
+            run(
+                Command::new("openssl").args(args.split_whitespace()),
+                "openssl",
+            );
+        }
+        for f in ["server.crt", "server.key"] {
+            std::fs::copy(dir.join(f), data.join(f)).expect("copy certificate");
+            if self.as_postgres {
+                run(
+                    Command::new("chown")
+                        .arg("postgres:postgres")
+                        .arg(data.join(f)),
+                    "chown",
+                );
+            }
+            run(Command::new("chmod").arg("600").arg(data.join(f)), "chmod");
+        }
+        let mut conf = std::fs::read_to_string(data.join("postgresql.conf")).expect("read conf");
+        conf.push_str("\nssl = on\nssl_cert_file = 'server.crt'\nssl_key_file = 'server.key'\n");
+        std::fs::write(data.join("postgresql.conf"), conf).expect("write conf");
+        self.restart();
+        ca
+    }
+
     fn stop(&self) {
         let data = self.data_dir();
         let _ = self

@@ -2,10 +2,12 @@
 //!
 //! - [`guard`]: token check, `X-Forwarded-For` rejection, request timeout.
 //! - [`secrets`]: `GET /secretsmanager/get`, compatible with AWS's secrets extension.
+//! - [`kms`]: `POST /v1/kms/encrypt`, `/v1/kms/decrypt` and `/v1/kms/data-key`.
 //! - [`json`]: the JSON body extractor whose rejections become [`ApiError`]s.
 
 pub mod guard;
 pub mod json;
+pub mod kms;
 pub mod secrets;
 
 use std::sync::atomic::Ordering;
@@ -26,6 +28,9 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/health", get(health))
         .route("/secretsmanager/get", get(secrets::get))
+        .route("/v1/kms/encrypt", post(kms::encrypt))
+        .route("/v1/kms/decrypt", post(kms::decrypt))
+        .route("/v1/kms/data-key", post(kms::data_key))
         .route("/v1/metrics", get(metrics))
         .route("/v1/warm", post(warm))
         .fallback(not_found)

@@ -1,0 +1,266 @@
+//! [`KmsService`]: encrypt, decrypt and data keys, as the HTTP handlers call them.
+//!
+//! Encrypt: data key from the cache (partition = key id + the message's full encryption
+//! context, which is also the context GenerateDataKey gets, because the official ESDK passes
+//! the message's context to KMS Decrypt) → `hearth_esdk::encrypt` with one `aws-kms`
+//! encrypted data key whose provider info is the key ARN KMS returned.
+//!
+//! Decrypt: `hearth_esdk::parse_header` first (a malformed message never reaches KMS) →
+//! compare the expected context, if given → for each `aws-kms` encrypted data key (at most
+//! [`MAX_KMS_ATTEMPTS`]), KMS Decrypt with KeyId = provider info and the message's context,
+//! through the decrypt cache → `hearth_esdk::decrypt`, which checks the key commitment and
+//! every tag. Discovery mode, as the ESDK calls it: any key ARN the message names is tried,
+//! with the function's own credentials, so it can only open what the function could anyway.
+
+use std::sync::Arc;
+
+use base64::engine::general_purpose::STANDARD as B64;
+use base64::Engine as _;
+use hearth::wire::{
+    DataKeyRequest, DataKeyResponse, DecryptRequest, DecryptResponse, EncryptRequest,
+    EncryptResponse,
+};
+use hearth_esdk::{EncryptionContext, AWS_KMS_PROVIDER_ID, RESERVED_CONTEXT_PREFIX};
+use zeroize::{Zeroize as _, Zeroizing};
+
+use super::cache::{DataKeyCache, Entry, Partition};
+use super::decrypt_cache::{DecryptCache, DecryptKey};
+use super::limits::Limits;
+use super::upstream::KmsUpstream;
+use super::KmsError;
+use crate::config::KmsConfig;
+use crate::metrics::{Counter, Metrics};
+
+/// Encrypted data keys tried per message: Hearth writes one or two (primary and fallback
+/// region); a hostile message listing many must not turn one request into many KMS calls.
+pub const MAX_KMS_ATTEMPTS: usize = 4;
+
+/// Longest key id, alias or ARN accepted (KMS's own limit).
+const MAX_KEY_ID_LEN: usize = 2048;
+
+struct Inner {
+    cfg: KmsConfig,
+    upstream: KmsUpstream,
+    keys: DataKeyCache,
+    decrypted: DecryptCache,
+    encrypts: Arc<Counter>,
+    decrypts: Arc<Counter>,
+    data_keys: Arc<Counter>,
+}
+
+/// The KMS service; cheap to clone.
+#[derive(Clone)]
+pub struct KmsService {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for KmsService {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KmsService")
+            .field("data_keys", &self.inner.keys.len())
+            .field("decrypted_keys", &self.inner.decrypted.len())
+            .finish()
+    }
+}
+
+impl KmsService {
+    /// Builds the service around a KMS client built once at init.
+    pub fn new(cfg: KmsConfig, client: aws_sdk_kms::Client, metrics: &Metrics) -> Self {
+        let upstream = KmsUpstream::new(client, metrics);
+        let keys = DataKeyCache::new(
+            Limits::from(&cfg),
+            cfg.capacity,
+            Arc::new(upstream.clone()),
+            metrics,
+        );
+        let decrypted = DecryptCache::new(cfg.max_age, cfg.capacity, metrics);
+        Self {
+            inner: Arc::new(Inner {
+                cfg,
+                upstream,
+                keys,
+                decrypted,
+                encrypts: metrics.counter("kms.encrypts"),
+                decrypts: metrics.counter("kms.decrypts"),
+                data_keys: metrics.counter("kms.data_keys_served"),
+            }),
+        }
+    }
+
+    fn partition(
+        &self,
+        key_id: Option<String>,
+        context: EncryptionContext,
+    ) -> Result<Partition, KmsError> {
+        let key_id = key_id
+            .or_else(|| self.inner.cfg.key_id.clone())
+            .ok_or(KmsError::KeyIdRequired)?;
+        if key_id.is_empty() || key_id.len() > MAX_KEY_ID_LEN {
+            return Err(KmsError::InvalidKeyId);
+        }
+        if context
+            .keys()
+            .any(|k| k.starts_with(RESERVED_CONTEXT_PREFIX))
+        {
+            return Err(KmsError::InvalidContext {
+                reason: format!("keys starting with {RESERVED_CONTEXT_PREFIX:?} are reserved"),
+            });
+        }
+        Ok(Partition { key_id, context })
+    }
+
+    /// A data key for one use of `bytes` bytes, cached unless caching is off.
+    async fn key_for(&self, partition: &Partition, bytes: u64) -> Result<Arc<Entry>, KmsError> {
+        if self.inner.cfg.caching {
+            self.inner.keys.acquire(partition, bytes).await
+        } else {
+            let m = self
+                .inner
+                .upstream
+                .generate(&partition.key_id, &partition.context)
+                .await?;
+            Ok(Arc::new(Entry::new(m)))
+        }
+    }
+
+    /// `POST /v1/kms/encrypt`.
+    pub async fn encrypt(&self, req: EncryptRequest) -> Result<EncryptResponse, KmsError> {
+        self.inner.encrypts.inc();
+        let plaintext = Zeroizing::new(
+            B64.decode(req.plaintext.as_bytes())
+                .map_err(|_| KmsError::InvalidBase64 { field: "plaintext" })?,
+        );
+        if plaintext.len() > hearth_esdk::MAX_PLAINTEXT_LEN {
+            return Err(hearth_esdk::Error::PlaintextTooLarge {
+                len: plaintext.len(),
+                max: hearth_esdk::MAX_PLAINTEXT_LEN,
+            }
+            .into());
+        }
+        let partition = self.partition(req.key_id, req.context)?;
+        let entry = self.key_for(&partition, plaintext.len() as u64).await?;
+        let message = hearth_esdk::encrypt(
+            &entry.materials.key,
+            std::slice::from_ref(&entry.materials.edk),
+            &partition.context,
+            &plaintext,
+            hearth_esdk::DEFAULT_FRAME_LENGTH,
+        )?;
+        Ok(EncryptResponse {
+            ciphertext: B64.encode(message),
+        })
+    }
+
+    /// `POST /v1/kms/decrypt`.
+    pub async fn decrypt(&self, req: DecryptRequest) -> Result<DecryptResponse, KmsError> {
+        self.inner.decrypts.inc();
+        let message =
+            B64.decode(req.ciphertext.as_bytes())
+                .map_err(|_| KmsError::InvalidBase64 {
+                    field: "ciphertext",
+                })?;
+        let header = hearth_esdk::parse_header(&message)?;
+        let context = header.encryption_context().clone();
+        if req.context.as_ref().is_some_and(|want| *want != context) {
+            return Err(KmsError::ContextMismatch);
+        }
+        let mut last = KmsError::NoKmsDataKey;
+        let candidates = header
+            .encrypted_data_keys()
+            .iter()
+            .filter(|e| e.provider_id == AWS_KMS_PROVIDER_ID)
+            .take(MAX_KMS_ATTEMPTS);
+        for edk in candidates {
+            let Ok(arn) = std::str::from_utf8(&edk.provider_info) else {
+                last = KmsError::InvalidCiphertext;
+                continue;
+            };
+            let key = DecryptKey {
+                key_arn: arn.to_string(),
+                edk_ciphertext: edk.ciphertext.clone(),
+                context: context.clone(),
+            };
+            let opened = if self.inner.cfg.caching {
+                let upstream = self.inner.upstream.clone();
+                let k = key.clone();
+                self.inner
+                    .decrypted
+                    .get(&key, move || async move {
+                        upstream
+                            .decrypt(&k.key_arn, &k.edk_ciphertext, &k.context)
+                            .await
+                    })
+                    .await
+                    .and_then(|d| Ok(hearth_esdk::decrypt(&d.key, &message)?))
+            } else {
+                self.inner
+                    .upstream
+                    .decrypt(arn, &edk.ciphertext, &context)
+                    .await
+                    .and_then(|k| Ok(hearth_esdk::decrypt(&k, &message)?))
+            };
+            match opened {
+                Ok(mut d) => {
+                    let plaintext = B64.encode(&d.plaintext);
+                    d.plaintext.zeroize();
+                    return Ok(DecryptResponse {
+                        plaintext,
+                        context: d.context.clone(),
+                    });
+                }
+                // This key could not be used: another encrypted data key may work.
+                Err(
+                    e @ (KmsError::InvalidCiphertext
+                    | KmsError::KeyNotFound { .. }
+                    | KmsError::AccessDenied { .. }
+                    | KmsError::KeyUnusable { .. }),
+                ) => last = e,
+                Err(e) => return Err(e),
+            }
+        }
+        Err(last)
+    }
+
+    /// `POST /v1/kms/data-key`: the partition's current data key, counted as one message
+    /// (of zero bytes: what the caller encrypts with it is out of Hearth's sight).
+    pub async fn data_key(&self, req: DataKeyRequest) -> Result<DataKeyResponse, KmsError> {
+        self.inner.data_keys.inc();
+        let partition = self.partition(req.key_id, req.context)?;
+        let entry = self.key_for(&partition, 0).await?;
+        Ok(DataKeyResponse {
+            plaintext: B64.encode(entry.materials.key.as_bytes()),
+            ciphertext_blob: B64.encode(&entry.materials.edk.ciphertext),
+            key_id: entry.materials.key_arn(),
+        })
+    }
+
+    /// Prewarm: generates the data key of the default key and the empty context. Returns
+    /// whether there was anything to warm.
+    pub async fn warm(&self) -> Result<bool, KmsError> {
+        let Some(key_id) = self.inner.cfg.key_id.clone() else {
+            return Ok(false);
+        };
+        if !self.inner.cfg.caching {
+            return Ok(false);
+        }
+        let partition = Partition {
+            key_id,
+            context: EncryptionContext::new(),
+        };
+        self.inner.keys.warm(&partition).await?;
+        Ok(true)
+    }
+
+    /// INVOKE: evicts expired keys and replaces due ones in the background. Returns the
+    /// number of replacements started.
+    pub fn refresh_ahead(&self) -> usize {
+        self.inner.decrypted.purge_expired();
+        self.inner.keys.refresh_ahead()
+    }
+
+    /// SHUTDOWN, after the server drained: drops (zeroizes) every cached plaintext key.
+    /// Returns how many were dropped.
+    pub fn shutdown(&self) -> usize {
+        self.inner.keys.clear() + self.inner.decrypted.clear()
+    }
+}
