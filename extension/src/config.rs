@@ -249,6 +249,44 @@ pub struct KmsConfig {
     pub refresh_percent: u8,
 }
 
+/// Transport security to the database.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DbTls {
+    /// TLS with certificate and hostname verification against this CA bundle (PEM).
+    Require(std::path::PathBuf),
+    /// Plaintext: refused by the pool for any host that is not loopback.
+    Disable,
+}
+
+/// Database pool settings; present when `HEARTH_DB_SECRET_ID` is set.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DbSettings {
+    /// Secrets Manager secret in the RDS JSON form (username, password, host, port, dbname).
+    pub secret_id: String,
+    /// Connections opened at prewarm.
+    pub pool_min: usize,
+    /// Maximum open connections.
+    pub pool_max: NonZeroUsize,
+    /// Bound on opening one connection.
+    pub connect_timeout: Duration,
+    /// Bound on waiting for a free connection.
+    pub pool_wait_timeout: Duration,
+    /// Server-side statement timeout.
+    pub statement_timeout: Duration,
+    /// Idle time after which a pooled connection is verified before use.
+    pub verify_idle_after: Duration,
+    /// Setting carrying the tenant.
+    pub tenant_setting: String,
+    /// Further settings a request may set.
+    pub allowed_settings: Vec<String>,
+    /// Accept requests without a tenant.
+    pub tenantless: bool,
+    /// Accept a superuser or BYPASSRLS role.
+    pub allow_privileged_role: bool,
+    /// Transport security.
+    pub tls: DbTls,
+}
+
 /// Every setting, typed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
@@ -266,6 +304,8 @@ pub struct Config {
     pub secrets: SecretsConfig,
     /// KMS data keys.
     pub kms: KmsConfig,
+    /// Database pool, when configured.
+    pub db: Option<DbSettings>,
 }
 
 /// Every `HEARTH_*` variable this build understands, with its alias, default and meaning.
@@ -300,6 +340,19 @@ pub const VARIABLES: &[(&str, Option<&str>, &str, &str)] = &[
     ("HEARTH_KMS_MAX_MESSAGES", None, "1048576", "Messages one data key may encrypt, the current one included (1 to 4294967296)."),
     ("HEARTH_KMS_MAX_BYTES", None, "1073741824", "Plaintext bytes one data key may encrypt, the current message included (1 to 2^62)."),
     ("HEARTH_KMS_CACHE_SIZE", None, "1000", "Cached (key, context) partitions, and cached decrypted data keys (LRU beyond)."),
+    ("HEARTH_DB_SECRET_ID", None, "(none: database off)", "Secrets Manager secret (RDS JSON: username, password, host, port, dbname) for the pool."),
+    ("HEARTH_DB_POOL_MIN", None, "1", "Connections opened at prewarm."),
+    ("HEARTH_DB_POOL_MAX", None, "4", "Maximum open connections per environment."),
+    ("HEARTH_DB_CONNECT_TIMEOUT", None, "3s", "Bound on opening one connection (TCP, TLS, authentication)."),
+    ("HEARTH_DB_POOL_WAIT_TIMEOUT", None, "2s", "Bound on waiting for a free connection (503 PoolTimeout beyond)."),
+    ("HEARTH_DB_STATEMENT_TIMEOUT", None, "5s", "Server-side statement_timeout of every connection."),
+    ("HEARTH_DB_VERIFY_IDLE_AFTER", None, "5s", "Pooled connections idle longer are verified before use (freeze/thaw)."),
+    ("HEARTH_DB_TENANT_SETTING", None, "app.tenant_id", "Transaction-local setting that carries the request's tenant."),
+    ("HEARTH_DB_CONTEXT_SETTINGS", None, "(none)", "Comma-separated further settings a request may set, e.g. app.user_id."),
+    ("HEARTH_DB_TENANTLESS", None, "false", "Accept requests without a tenant."),
+    ("HEARTH_DB_ALLOW_PRIVILEGED_ROLE", None, "false", "Accept a superuser or BYPASSRLS role (they ignore RLS)."),
+    ("HEARTH_DB_TLS", None, "require", "require (verify certificate and hostname) or disable (loopback hosts only)."),
+    ("HEARTH_DB_CA_BUNDLE", None, "/opt/hearth/rds-ca-bundle.pem", "PEM CA bundle for TLS (the RDS global bundle for Aurora)."),
     ("HEARTH_KMS_REFRESH_AHEAD_PERCENT", None, "80", "Share of the age, message or byte limit after which a replacement key is generated ahead (50 to 100)."),
 ];
 
@@ -567,7 +620,7 @@ impl Config {
         let hard_ttl = r.duration(
             "HEARTH_SECRETS_HARD_TTL",
             Duration::from_secs(300),
-            Duration::from_secs(1),
+            Duration::from_millis(100),
             Duration::from_secs(7 * 24 * 3600),
         );
         let soft_default = if r.raw("HEARTH_SECRETS_HARD_TTL").is_some() {
@@ -648,6 +701,122 @@ impl Config {
             ),
         };
 
+        let db = match env.get("HEARTH_DB_SECRET_ID") {
+            None => None,
+            Some(id) => {
+                if id.is_empty() || id.len() > 2048 {
+                    r.problem(
+                        "HEARTH_DB_SECRET_ID",
+                        "accepted: a secret id or ARN of 1 to 2048 characters".into(),
+                    );
+                }
+                let pool_max = r.size("HEARTH_DB_POOL_MAX", 4, 1000);
+                let pool_min = r.parse(
+                    "HEARTH_DB_POOL_MIN",
+                    1,
+                    "an integer from 0 to HEARTH_DB_POOL_MAX",
+                    |s| s.parse::<usize>().ok(),
+                );
+                if pool_min > pool_max.get() {
+                    r.problem(
+                        "HEARTH_DB_POOL_MIN",
+                        format!("{pool_min} exceeds HEARTH_DB_POOL_MAX ({pool_max})"),
+                    );
+                }
+                let setting = |s: &str| {
+                    let ok = s.split('.').count() >= 2
+                        && s.split('.').all(|p| {
+                            !p.is_empty()
+                                && p.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+                        });
+                    ok.then(|| s.to_string())
+                };
+                let tenant_setting = r.parse(
+                    "HEARTH_DB_TENANT_SETTING",
+                    "app.tenant_id".to_string(),
+                    "a dotted identifier such as app.tenant_id",
+                    setting,
+                );
+                let allowed_settings = r.parse(
+                    "HEARTH_DB_CONTEXT_SETTINGS",
+                    Vec::new(),
+                    "comma-separated dotted identifiers such as app.user_id",
+                    |s| {
+                        s.split(',')
+                            .map(str::trim)
+                            .filter(|x| !x.is_empty())
+                            .map(setting)
+                            .collect()
+                    },
+                );
+                let ca = r.parse(
+                    "HEARTH_DB_CA_BUNDLE",
+                    std::path::PathBuf::from("/opt/hearth/rds-ca-bundle.pem"),
+                    "a path to a PEM file",
+                    |s| (!s.is_empty()).then(|| std::path::PathBuf::from(s)),
+                );
+                let tls = r.parse(
+                    "HEARTH_DB_TLS",
+                    DbTls::Require(ca.clone()),
+                    "require or disable",
+                    |s| match s.to_ascii_lowercase().as_str() {
+                        "require" | "verify-full" => Some(DbTls::Require(ca.clone())),
+                        "disable" => Some(DbTls::Disable),
+                        _ => None,
+                    },
+                );
+                Some(DbSettings {
+                    secret_id: id.to_string(),
+                    pool_min,
+                    pool_max,
+                    connect_timeout: r.duration(
+                        "HEARTH_DB_CONNECT_TIMEOUT",
+                        Duration::from_secs(3),
+                        Duration::from_millis(50),
+                        Duration::from_secs(60),
+                    ),
+                    pool_wait_timeout: r.duration(
+                        "HEARTH_DB_POOL_WAIT_TIMEOUT",
+                        Duration::from_secs(2),
+                        Duration::from_millis(1),
+                        Duration::from_secs(60),
+                    ),
+                    statement_timeout: r.duration(
+                        "HEARTH_DB_STATEMENT_TIMEOUT",
+                        Duration::from_secs(5),
+                        Duration::from_millis(1),
+                        Duration::from_secs(900),
+                    ),
+                    verify_idle_after: r.duration(
+                        "HEARTH_DB_VERIFY_IDLE_AFTER",
+                        Duration::from_secs(5),
+                        Duration::ZERO,
+                        Duration::from_secs(3600),
+                    ),
+                    tenant_setting,
+                    allowed_settings,
+                    tenantless: r.flag("HEARTH_DB_TENANTLESS", false),
+                    allow_privileged_role: r.flag("HEARTH_DB_ALLOW_PRIVILEGED_ROLE", false),
+                    tls,
+                })
+            }
+        };
+        if db.is_none() {
+            for name in VARIABLES
+                .iter()
+                .map(|(n, ..)| *n)
+                .filter(|n| n.starts_with("HEARTH_DB_"))
+            {
+                if name != "HEARTH_DB_SECRET_ID" && env.get(name).is_some() {
+                    r.problem(
+                        name,
+                        "has no effect without HEARTH_DB_SECRET_ID; set that to enable the pool"
+                            .into(),
+                    );
+                }
+            }
+        }
+
         let known: BTreeSet<&str> = VARIABLES.iter().map(|(n, ..)| *n).collect();
         for name in env.vars.keys().filter(|k| k.starts_with("HEARTH_")) {
             if !known.contains(name.as_str()) {
@@ -667,6 +836,7 @@ impl Config {
                 aws,
                 secrets,
                 kms,
+                db,
             })
         } else {
             r.problems.sort_by(|a, b| a.variable.cmp(&b.variable));
@@ -817,6 +987,35 @@ mod tests {
         ]))
         .unwrap();
         assert_eq!(c.secrets.prefetch, ["a", "b", "c"]);
+    }
+
+    #[test]
+    fn db_settings() {
+        let c = Config::from_env(&env(&[("HEARTH_TOKEN", "t")])).unwrap();
+        assert!(c.db.is_none());
+        let c = Config::from_env(&env(&[
+            ("HEARTH_TOKEN", "t"),
+            ("HEARTH_DB_SECRET_ID", "db"),
+            ("HEARTH_DB_TLS", "disable"),
+            ("HEARTH_DB_CONTEXT_SETTINGS", "app.user_id, app.role"),
+        ]))
+        .unwrap();
+        let db = c.db.unwrap();
+        assert_eq!(db.tls, DbTls::Disable);
+        assert_eq!(db.allowed_settings, ["app.user_id", "app.role"]);
+        assert_eq!((db.pool_min, db.pool_max.get()), (1, 4));
+        let e = Config::from_env(&env(&[
+            ("HEARTH_TOKEN", "t"),
+            ("HEARTH_DB_SECRET_ID", "db"),
+            ("HEARTH_DB_POOL_MIN", "9"),
+            ("HEARTH_DB_TENANT_SETTING", "tenant; drop table x"),
+        ]))
+        .unwrap_err();
+        let vars: Vec<_> = e.problems.iter().map(|p| p.variable.as_str()).collect();
+        assert_eq!(vars, ["HEARTH_DB_POOL_MIN", "HEARTH_DB_TENANT_SETTING"]);
+        let e = Config::from_env(&env(&[("HEARTH_TOKEN", "t"), ("HEARTH_DB_POOL_MAX", "9")]))
+            .unwrap_err();
+        assert!(e.problems[0].message.contains("HEARTH_DB_SECRET_ID"), "{e}");
     }
 
     #[test]

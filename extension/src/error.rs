@@ -11,6 +11,7 @@ use hearth::wire::{ErrorBody, ErrorDetail};
 
 use crate::kms::KmsError;
 use crate::secrets::SecretsError;
+use hearth_db::DbError;
 
 /// Every error the HTTP API can return.
 #[derive(Debug, thiserror::Error)]
@@ -65,6 +66,9 @@ pub enum ApiError {
     /// Secrets Manager or the secrets cache.
     #[error(transparent)]
     Secrets(#[from] SecretsError),
+    /// The database pool or a statement.
+    #[error(transparent)]
+    Db(#[from] DbError),
     /// KMS, the data-key caches or the message format.
     #[error(transparent)]
     Kms(#[from] KmsError),
@@ -94,6 +98,9 @@ impl ApiError {
                 SecretsError::Timeout => StatusCode::GATEWAY_TIMEOUT,
                 SecretsError::Upstream { .. } => StatusCode::BAD_GATEWAY,
             },
+            ApiError::Db(e) => {
+                StatusCode::from_u16(e.kind().status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
+            }
             ApiError::Kms(e) => match e {
                 _ if e.is_bad_input() => StatusCode::BAD_REQUEST,
                 KmsError::KeyNotFound { .. } => StatusCode::NOT_FOUND,
@@ -125,6 +132,7 @@ impl ApiError {
             ApiError::ShuttingDown => "ShuttingDown",
             ApiError::Secrets(e) => e.code(),
             ApiError::Kms(e) => e.code(),
+            ApiError::Db(e) => e.code(),
         }
     }
 }

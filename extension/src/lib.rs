@@ -11,6 +11,7 @@
 //! - [`api`]: routes, the token guard and the handlers.
 //! - [`error`]: the one place where errors become JSON responses.
 //! - [`secrets`]: the Secrets Manager cache.
+//! - [`database`]: the PostgreSQL pool (`hearth-db`) fed by the secrets cache.
 //! - [`kms`]: KMS data-key caches and ESDK envelope encryption.
 //! - [`aws`]: SDK clients built once.
 //! - [`metrics`] and [`emf`]: counters, latency summaries, CloudWatch EMF lines.
@@ -21,6 +22,7 @@
 pub mod api;
 pub mod aws;
 pub mod config;
+pub mod database;
 pub mod emf;
 pub mod error;
 pub mod kms;

@@ -22,6 +22,7 @@ use lambda_extension::{service_fn, Extension, LambdaEvent, NextEvent};
 use tokio::sync::mpsc;
 
 use crate::config::{Config, ConfigError, Env, InitType, LogConfig, LogFormat, LogLevel};
+use crate::database::Database;
 use crate::emf::Emf;
 use crate::kms::KmsService;
 use crate::metrics::Metrics;
@@ -95,7 +96,16 @@ pub async fn run(env: Env) -> ExitCode {
         }
     };
 
-    let state = build_state(cfg).await;
+    let state = match build_state(cfg).await {
+        Ok(s) => s,
+        Err(msg) => {
+            tracing::error!("{msg}");
+            if in_lambda {
+                report_init_error(CONFIG_ERROR_TYPE, &msg).await;
+            }
+            return ExitCode::FAILURE;
+        }
+    };
     let cfg = state.config.clone();
     let server = Server::spawn(listener, api::router(state.clone()), &cfg.server);
     tracing::info!(
@@ -147,6 +157,9 @@ pub async fn run(env: Env) -> ExitCode {
     // After the drain, so no request is still using a key: zeroize every cached key.
     let keys_zeroized = state.kms.shutdown();
     tracing::debug!(keys_zeroized, "data keys dropped");
+    if let Some(db) = &state.db {
+        db.close();
+    }
     if cfg.metrics.emf {
         emf.flush();
     }
@@ -154,19 +167,27 @@ pub async fn run(env: Env) -> ExitCode {
     ExitCode::SUCCESS
 }
 
-async fn build_state(cfg: Config) -> AppState {
+async fn build_state(cfg: Config) -> Result<AppState, String> {
     let metrics = Metrics::new();
     let sdk = aws::sdk_config(&cfg.aws).await;
     let upstream = SecretsUpstream::new(aws_sdk_secretsmanager::Client::new(&sdk), &metrics);
     let secrets = SecretsCache::new(cfg.secrets.clone(), upstream, &metrics);
     let kms = KmsService::new(cfg.kms.clone(), aws_sdk_kms::Client::new(&sdk), &metrics);
-    AppState {
+    let db = match &cfg.db {
+        None => None,
+        Some(settings) => match Database::new(settings, secrets.clone(), &metrics) {
+            Ok(db) => Some(Arc::new(db)),
+            Err(e) => return Err(format!("database pool: {e}")),
+        },
+    };
+    Ok(AppState {
         config: Arc::new(cfg),
         metrics,
         secrets,
         kms,
+        db,
         prewarmed: Arc::new(AtomicBool::new(false)),
-    }
+    })
 }
 
 /// Registers, holds the first `/event/next` for prewarm, then handles events until
@@ -191,6 +212,9 @@ async fn event_loop(
                         // Only kick off work here: the next /event/next must go out at once.
                         state.secrets.refresh_ahead();
                         state.kms.refresh_ahead();
+                        if let Some(db) = &state.db {
+                            db.publish();
+                        }
                         if state.config.metrics.emf {
                             emf.flush();
                         }

@@ -22,6 +22,11 @@ pub async fn prewarm(state: &AppState) -> WarmResponse {
         tokio::spawn(async move { kms.warm().await })
     };
 
+    let pool = state
+        .db
+        .clone()
+        .map(|db| tokio::spawn(async move { db.warm().await }));
+
     let fetches = state.config.secrets.prefetch.iter().map(|id| {
         let cache = state.secrets.clone();
         let key = SecretKey::current(id.clone());
@@ -50,6 +55,20 @@ pub async fn prewarm(state: &AppState) -> WarmResponse {
                 "data key prewarm failed; the first encrypt will generate one"
             );
             errors.push(format!("data key: {}", e.code()));
+        }
+    }
+
+    if let Some(pool) = pool {
+        match pool.await {
+            Ok(Ok(n)) => {
+                warmed.insert("dbConnections".to_string(), n as u64);
+            }
+            Ok(Err(e)) => {
+                // A privileged role is refused here, at start, with the reason in the log.
+                tracing::error!(code = e.code(), error = %e, "database prewarm failed");
+                errors.push(format!("database: {}", e.code()));
+            }
+            Err(_) => errors.push("database: prewarm task failed".to_string()),
         }
     }
 

@@ -4,6 +4,7 @@ use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
 use crate::config::Config;
+use crate::database::Database;
 use crate::kms::KmsService;
 use crate::metrics::Metrics;
 use crate::secrets::SecretsCache;
@@ -19,6 +20,8 @@ pub struct AppState {
     pub secrets: SecretsCache,
     /// KMS data keys and envelope encryption.
     pub kms: KmsService,
+    /// Database pool, when `HEARTH_DB_SECRET_ID` is set.
+    pub db: Option<Arc<Database>>,
     /// Set once the background prewarm has finished.
     pub prewarmed: Arc<AtomicBool>,
 }

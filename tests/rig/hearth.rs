@@ -107,7 +107,10 @@ impl Hearth {
     /// waits until `/health` answers.
     pub async fn start(env: &[(String, String)]) -> Hearth {
         let mut env = env.to_vec();
-        let port = match env.iter().find(|(k, _)| k == "HEARTH_PORT") {
+        let port = match env
+            .iter()
+            .find(|(k, _)| k == "HEARTH_PORT" || k == "PARAMETERS_SECRETS_EXTENSION_HTTP_PORT")
+        {
             Some((_, p)) => p.parse().unwrap_or(0),
             None => {
                 let p = free_port();

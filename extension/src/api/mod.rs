@@ -2,9 +2,11 @@
 //!
 //! - [`guard`]: token check, `X-Forwarded-For` rejection, request timeout.
 //! - [`secrets`]: `GET /secretsmanager/get`, compatible with AWS's secrets extension.
+//! - [`db`]: `POST /v1/db/query` and `/v1/db/transaction`.
 //! - [`kms`]: `POST /v1/kms/encrypt`, `/v1/kms/decrypt` and `/v1/kms/data-key`.
 //! - [`json`]: the JSON body extractor whose rejections become [`ApiError`]s.
 
+pub mod db;
 pub mod guard;
 pub mod json;
 pub mod kms;
@@ -28,6 +30,8 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/health", get(health))
         .route("/secretsmanager/get", get(secrets::get))
+        .route("/v1/db/query", post(db::query))
+        .route("/v1/db/transaction", post(db::transaction))
         .route("/v1/kms/encrypt", post(kms::encrypt))
         .route("/v1/kms/decrypt", post(kms::decrypt))
         .route("/v1/kms/data-key", post(kms::data_key))
@@ -49,6 +53,9 @@ async fn health(State(state): State<AppState>) -> Json<Health> {
 }
 
 async fn metrics(State(state): State<AppState>) -> Json<Value> {
+    if let Some(db) = &state.db {
+        db.publish();
+    }
     Json(state.metrics.snapshot())
 }
 

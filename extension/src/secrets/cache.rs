@@ -62,6 +62,17 @@ struct Inner {
     size: Arc<Gauge>,
 }
 
+/// The soft TTL scaled by a uniform factor in `1 ± percent/100`, never past the hard TTL.
+fn jittered(soft: Duration, hard: Duration, percent: u8, rng: &mut impl rand::Rng) -> Duration {
+    let j = f64::from(percent) / 100.0;
+    let factor = if j > 0.0 {
+        1.0 + rng.random_range(-j..=j)
+    } else {
+        1.0
+    };
+    soft.mul_f64(factor).min(hard)
+}
+
 /// The secrets cache; cheap to clone.
 #[derive(Clone)]
 pub struct SecretsCache {
@@ -286,5 +297,32 @@ impl SecretsCache {
         entries
             .peek(key)
             .map(|e| e.soft_at.saturating_duration_since(Instant::now()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::SeedableRng;
+
+    #[test]
+    fn jitter_spreads_soft_deadlines_within_bounds() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+        let soft = Duration::from_secs(240);
+        let hard = Duration::from_secs(300);
+        let samples: Vec<Duration> = (0..1000)
+            .map(|_| jittered(soft, hard, 10, &mut rng))
+            .collect();
+        let min = samples.iter().min().copied().unwrap_or_default();
+        let max = samples.iter().max().copied().unwrap_or_default();
+        assert!(
+            min >= Duration::from_secs(216) && max <= Duration::from_secs(264),
+            "{min:?}..{max:?}"
+        );
+        // Spread, not lockstep: the range covers most of ±10%.
+        assert!(max - min > Duration::from_secs(40), "{min:?}..{max:?}");
+        assert_eq!(jittered(soft, hard, 0, &mut rng), soft);
+        // Never past the hard TTL.
+        assert!(jittered(hard, hard, 50, &mut rng) <= hard);
     }
 }

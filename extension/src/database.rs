@@ -1,0 +1,219 @@
+//! The database pool as the extension runs it: `hearth-db`'s pool, fed credentials from the
+//! secrets cache, with its statistics published to the metrics registry.
+//!
+//! Credentials come from a Secrets Manager secret in the RDS JSON form. When the database
+//! rejects the password (SQLSTATE 28P01, after a rotation) the pool asks again with
+//! `force_refresh`, which refetches the secret past the cache — and that refetch also
+//! updates the cache, so every later reader sees the rotated value.
+
+use std::sync::Arc;
+
+use hearth::wire::{
+    QueryRequest, QueryResponse, SecretValue, TransactionRequest, TransactionResponse,
+};
+use hearth_db::{
+    CredentialSource, CredentialsFuture, Db, DbConfig, DbCredentials, DbError, TlsMode,
+};
+
+use crate::config::{DbSettings, DbTls};
+use crate::metrics::{Gauge, Metrics};
+use crate::secrets::{SecretKey, SecretsCache};
+
+/// Reads database credentials from the secrets cache.
+struct SecretCredentials {
+    secrets: SecretsCache,
+    secret_id: String,
+}
+
+impl CredentialSource for SecretCredentials {
+    fn credentials(&self, force_refresh: bool) -> CredentialsFuture<'_> {
+        Box::pin(async move {
+            let key = SecretKey::current(self.secret_id.clone());
+            let value = self
+                .secrets
+                .get(&key, force_refresh)
+                .await
+                .map_err(|e| format!("database secret {:?}: {}", self.secret_id, e.code()))?;
+            parse_rds_secret(&value)
+        })
+    }
+}
+
+/// Parses the RDS secret JSON. Errors name the missing field, never a value.
+fn parse_rds_secret(v: &SecretValue) -> Result<DbCredentials, String> {
+    let text = v
+        .secret_string
+        .as_deref()
+        .ok_or("the database secret has no SecretString; store it in the RDS JSON form")?;
+    let json: serde_json::Value = serde_json::from_str(text).map_err(|_| {
+        "the database secret is not JSON; store it in the RDS JSON form".to_string()
+    })?;
+    let field = |name: &str| {
+        json.get(name)
+            .and_then(serde_json::Value::as_str)
+            .map(str::to_string)
+    };
+    let need =
+        |name: &str| field(name).ok_or(format!("the database secret has no string field {name:?}"));
+    let port = match json.get("port") {
+        None => 5432,
+        Some(serde_json::Value::String(s)) => s
+            .parse()
+            .map_err(|_| "the database secret's port is not a number")?,
+        Some(p) => p
+            .as_u64()
+            .and_then(|n| u16::try_from(n).ok())
+            .ok_or("the database secret's port is not a port number")?,
+    };
+    Ok(DbCredentials {
+        host: need("host")?,
+        port,
+        dbname: field("dbname").unwrap_or_else(|| "postgres".to_string()),
+        username: need("username")?,
+        password: need("password")?,
+    })
+}
+
+/// The pool plus the gauges its statistics are published to.
+pub struct Database {
+    db: Db,
+    gauges: [(Arc<Gauge>, fn(&hearth_db::DbStats) -> u64); 8],
+}
+
+impl std::fmt::Debug for Database {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.db.fmt(f)
+    }
+}
+
+impl Database {
+    /// Builds the pool (no connection is opened yet).
+    pub fn new(
+        settings: &DbSettings,
+        secrets: SecretsCache,
+        metrics: &Metrics,
+    ) -> Result<Database, DbError> {
+        let tls = match &settings.tls {
+            DbTls::Require(ca) => TlsMode::Require {
+                ca_bundle: ca.clone(),
+            },
+            DbTls::Disable => TlsMode::Disable,
+        };
+        let mut cfg = DbConfig::new(tls);
+        cfg.min_connections = settings.pool_min;
+        cfg.max_connections = settings.pool_max;
+        cfg.connect_timeout = settings.connect_timeout;
+        cfg.pool_wait_timeout = settings.pool_wait_timeout;
+        cfg.statement_timeout = settings.statement_timeout;
+        cfg.verify_idle_after = settings.verify_idle_after;
+        cfg.tenant_setting = settings.tenant_setting.clone();
+        cfg.allowed_settings = settings.allowed_settings.clone();
+        cfg.tenantless = settings.tenantless;
+        cfg.allow_privileged_role = settings.allow_privileged_role;
+        let source = Arc::new(SecretCredentials {
+            secrets,
+            secret_id: settings.secret_id.clone(),
+        });
+        let db = Db::new(cfg, source)?;
+        Ok(Database {
+            db,
+            gauges: [
+                (metrics.gauge("db.pool_size"), |s| s.size as u64),
+                (metrics.gauge("db.pool_available"), |s| s.available as u64),
+                (metrics.gauge("db.connections_created"), |s| s.created),
+                (metrics.gauge("db.connections_reused"), |s| s.reused),
+                (metrics.gauge("db.connections_verified"), |s| s.verified),
+                (metrics.gauge("db.connections_dead_replaced"), |s| {
+                    s.recycled_dead
+                }),
+                (metrics.gauge("db.pool_waits"), |s| s.waits),
+                (metrics.gauge("db.password_rotations"), |s| s.rotations),
+            ],
+        })
+    }
+
+    /// Copies the pool's statistics into the metrics registry.
+    pub fn publish(&self) {
+        let stats = self.db.stats();
+        for (g, f) in &self.gauges {
+            g.set(f(&stats));
+        }
+    }
+
+    /// Opens the configured minimum of connections (and checks the role).
+    pub async fn warm(&self) -> Result<usize, DbError> {
+        let r = self.db.warm().await;
+        self.publish();
+        r
+    }
+
+    /// One statement under the request's tenant.
+    pub async fn query(&self, req: &QueryRequest) -> Result<QueryResponse, DbError> {
+        let r = self.db.query(req).await;
+        self.publish();
+        r
+    }
+
+    /// Several statements, all or nothing, under the request's tenant.
+    pub async fn transaction(
+        &self,
+        req: &TransactionRequest,
+    ) -> Result<TransactionResponse, DbError> {
+        let r = self.db.transaction(req).await;
+        self.publish();
+        r
+    }
+
+    /// Closes the pool.
+    pub fn close(&self) {
+        self.db.close();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn secret(s: &str) -> SecretValue {
+        SecretValue {
+            arn: "a".into(),
+            name: "n".into(),
+            version_id: "v".into(),
+            secret_string: Some(s.into()),
+            secret_binary: None,
+            version_stages: vec![],
+            created_date: None,
+        }
+    }
+
+    #[test]
+    fn parses_rds_form() {
+        let c = parse_rds_secret(&secret(
+            r#"{"username":"app","password":"pw","host":"db.example","port":"6432","dbname":"d","engine":"postgres"}"#,
+        ))
+        .unwrap();
+        assert_eq!(
+            (
+                c.host.as_str(),
+                c.port,
+                c.dbname.as_str(),
+                c.username.as_str()
+            ),
+            ("db.example", 6432, "d", "app")
+        );
+        let c = parse_rds_secret(&secret(
+            r#"{"username":"app","password":"pw","host":"h","port":5433}"#,
+        ))
+        .unwrap();
+        assert_eq!((c.port, c.dbname.as_str()), (5433, "postgres"));
+    }
+
+    #[test]
+    fn errors_never_carry_values() {
+        let e = parse_rds_secret(&secret(r#"{"username":"app","password":"s3cr3t"}"#)).unwrap_err();
+        assert!(e.contains("host") && !e.contains("s3cr3t"), "{e}");
+        let e = parse_rds_secret(&secret("s3cr3t")).unwrap_err();
+        assert!(!e.contains("s3cr3t"), "{e}");
+    }
+}
