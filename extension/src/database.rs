@@ -28,7 +28,13 @@ struct SecretCredentials {
 impl CredentialSource for SecretCredentials {
     fn credentials(&self, force_refresh: bool) -> CredentialsFuture<'_> {
         Box::pin(async move {
-            let key = SecretKey::current(self.secret_id.clone());
+            // AWSCURRENT by name: the version rotation moves, read the same way AWS's
+            // rotation functions read it.
+            let key = SecretKey {
+                secret_id: self.secret_id.clone(),
+                version_id: None,
+                version_stage: Some("AWSCURRENT".to_string()),
+            };
             let value = self
                 .secrets
                 .get(&key, force_refresh)

@@ -1,7 +1,8 @@
 //! A real Lambda function for lifecycle tests. Its first line checks whether the extension
 //! already answers `/health` (it must: the extension binds before it registers, and Lambda
 //! starts the runtime only after extensions register). Each invocation reports that, and
-//! reads a secret through the extension when the event names one.
+//! reads a secret (`secretId`) or runs a query (`query`) through the extension when the
+//! event asks.
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -41,11 +42,29 @@ async fn main() -> Result<(), Error> {
                     .get(format!(
                         "http://127.0.0.1:{port}/secretsmanager/get?secretId={id}"
                     ))
-                    .header("X-Aws-Parameters-Secrets-Token", token)
+                    .header("X-Aws-Parameters-Secrets-Token", &token)
                     .send()
                     .await?;
                 out["status"] = json!(r.status().as_u16());
                 out["secret"] = r.json::<Value>().await?;
+            }
+            if event.payload.get("metrics").is_some() {
+                let r = http
+                    .get(format!("http://127.0.0.1:{port}/v1/metrics"))
+                    .header("X-Aws-Parameters-Secrets-Token", &token)
+                    .send()
+                    .await?;
+                out["metrics"] = r.json::<Value>().await?;
+            }
+            if let Some(query) = event.payload.get("query") {
+                let r = http
+                    .post(format!("http://127.0.0.1:{port}/v1/db/query"))
+                    .header("X-Aws-Parameters-Secrets-Token", token)
+                    .json(query)
+                    .send()
+                    .await?;
+                out["status"] = json!(r.status().as_u16());
+                out["result"] = r.json::<Value>().await?;
             }
             Ok::<Value, Error>(out)
         }

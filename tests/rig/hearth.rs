@@ -307,20 +307,27 @@ impl SimEnv {
     }
 
     async fn wait(&self, id: &str) -> serde_json::Value {
-        let state = self
-            .sim
-            .wait_for_invocation_complete(id, Duration::from_secs(30))
-            .await;
-        let state = state.unwrap_or_else(|e| {
-            panic!(
-                "invocation did not complete: {e}\nextension:\n{}\nfunction:\n{}",
-                self.extension.output(),
-                self.function.as_ref().map(Proc::output).unwrap_or_default()
-            )
-        });
-        state
-            .response
-            .map(|r| r.payload)
-            .unwrap_or(serde_json::Value::Null)
+        // Polled rather than `Simulator::wait_for_invocation_complete`: that waits on a
+        // notification registered after its state check and can miss a completion that
+        // lands in between (seen here as 30 s hangs of finished invocations).
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(state) = self.sim.get_invocation_state(id).await {
+                if state.response.is_some() || state.error.is_some() {
+                    return state
+                        .response
+                        .map(|r| r.payload)
+                        .unwrap_or(serde_json::Value::Null);
+                }
+            }
+            if Instant::now() >= deadline {
+                panic!(
+                    "invocation {id} did not complete within 30 s\nextension:\n{}\nfunction:\n{}",
+                    self.extension.output(),
+                    self.function.as_ref().map(Proc::output).unwrap_or_default()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
     }
 }

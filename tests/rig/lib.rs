@@ -6,12 +6,15 @@
 //! - [`postgres`]: a throwaway PostgreSQL 15 cluster (works as root and as a normal user).
 //! - [`moto`]: the moto AWS emulator (KMS, Secrets Manager) from the project's virtualenv.
 //! - [`hearth`]: the real `hearth` binary, standalone or under the Lambda simulator.
+//! - [`payments`]: everything the example payments function needs (Postgres with its
+//!   migrations, a KMS key and the database secret in moto).
 //!
 //! The virtualenv and the Debian packages are installed by `scripts/install-test-deps.sh`,
 //! which the README's test command runs first.
 
 pub mod hearth;
 pub mod moto;
+pub mod payments;
 pub mod postgres;
 
 use std::net::TcpListener;
@@ -36,12 +39,12 @@ pub fn free_port() -> u16 {
 /// A binary built in the same target directory as the running test (`target/<profile>/`).
 pub fn target_bin(name: &str) -> PathBuf {
     let exe = std::env::current_exe().unwrap_or_default();
-    // target/<profile>/deps/<test-binary> → target/<profile>/<name>
-    let dir = exe
-        .parent()
-        .and_then(|d| d.parent())
-        .map(PathBuf::from)
-        .unwrap_or_default();
+    // target/<profile>/deps/<test-binary> → target/<profile>/<name>; a binary of this crate
+    // (the demo) runs from target/<profile>/ itself.
+    let mut dir = exe.parent().map(PathBuf::from).unwrap_or_default();
+    if dir.file_name().is_some_and(|n| n == "deps") {
+        dir.pop();
+    }
     let p = dir.join(name);
     assert!(
         p.exists(),

@@ -8,7 +8,7 @@ use hearth_tests::hearth::{Proc, SimEnv, TOKEN};
 use hearth_tests::moto::Moto;
 use hearth_tests::{free_port, target_bin};
 use lambda_simulator::ShutdownReason;
-use serde_json::json;
+use serde_json::{json, Value};
 
 /// The tests in this file measure timings of real processes; running them one at a time
 /// keeps one test's processes from slowing another's on a 2-core machine.
@@ -94,6 +94,76 @@ async fn survives_freeze_and_thaw() {
     }
     let (_, out) = env.invoke(json!({"secretId": "frozen"})).await;
     assert_eq!(out["secret"]["SecretString"], "v1");
+}
+
+/// Timers do not run while Lambda freezes the environment. After a freeze past the soft
+/// TTL, the next invocation's read is answered from the cache at once, and the INVOKE event
+/// (not a timer) starts the refresh.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_freeze_past_the_soft_ttl_serves_at_once_and_refreshes() {
+    let _serial = SERIAL.lock().await;
+    let moto = Moto::start();
+    let sm = moto.secrets_client().await;
+    sm.create_secret()
+        .name("cfg")
+        .secret_string("v1")
+        .send()
+        .await
+        .unwrap();
+    let mut extra = moto.env();
+    extra.extend([
+        ("HEARTH_SECRETS_SOFT_TTL".to_string(), "500ms".to_string()),
+        ("HEARTH_SECRETS_HARD_TTL".to_string(), "60s".to_string()),
+        ("HEARTH_SECRETS_JITTER_PERCENT".to_string(), "0".to_string()),
+    ]);
+    let mut env = SimEnv::start(&extra, true).await;
+    env.start_function(&probe_function(), &[]);
+    let (_, out) = env
+        .invoke(json!({"secretId": "cfg", "metrics": true}))
+        .await;
+    assert_eq!(out["secret"]["SecretString"], "v1");
+    env.sim
+        .wait_for_frozen(Duration::from_secs(5))
+        .await
+        .unwrap();
+    sm.put_secret_value()
+        .secret_id("cfg")
+        .secret_string("v2")
+        .send()
+        .await
+        .unwrap();
+    // Frozen for longer than the soft TTL.
+    tokio::time::sleep(Duration::from_millis(900)).await;
+    let (_, out) = env
+        .invoke(json!({"secretId": "cfg", "metrics": true}))
+        .await;
+    assert_eq!(out["status"], 200);
+    let counters = &out["metrics"]["counters"];
+    assert_eq!(
+        out["secret"]["SecretString"], "v1",
+        "served from the cache at once: {out}"
+    );
+    assert_eq!(
+        counters["secrets.misses"], 1,
+        "the read after the thaw did not wait: {out}"
+    );
+    // The INVOKE event started the refresh. (A refresh still in flight when the function
+    // returns is frozen with it and may fail after the thaw; the next INVOKE retries it.)
+    assert!(
+        counters["secrets.refreshes"].as_u64().unwrap_or(0) >= 1,
+        "{out}"
+    );
+    // The refreshed value is there for a later invocation.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut value = Value::Null;
+    while Instant::now() < deadline {
+        let (_, out) = env.invoke(json!({"secretId": "cfg"})).await;
+        value = out["secret"]["SecretString"].clone();
+        if value == "v2" {
+            break;
+        }
+    }
+    assert_eq!(value, "v2");
 }
 
 /// SHUTDOWN leads to a clean exit, well inside Lambda's 2,000 ms.

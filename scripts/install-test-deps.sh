@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Installs everything the test suite needs, from the package registries only. Idempotent:
+# a second run checks and returns in about a second.
+#   - Debian: PostgreSQL 15 (the Aurora stand-in), curl, openssl (test TLS CA), iproute2 (ss)
+#   - the project virtualenv .venv: moto, the Python AWS Encryption SDK, cfn-lint
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need_apt=()
+[ -x /usr/lib/postgresql/15/bin/initdb ] || need_apt+=(postgresql-15)
+command -v curl >/dev/null || need_apt+=(curl)
+command -v openssl >/dev/null || need_apt+=(openssl)
+command -v ss >/dev/null || need_apt+=(iproute2)
+command -v python3 >/dev/null || need_apt+=(python3 python3-venv)
+if [ ${#need_apt[@]} -gt 0 ]; then
+  echo "installing Debian packages: ${need_apt[*]}"
+  SUDO=""
+  [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
+fi
+# The Debian package starts a cluster on 5432; the tests never use it (they start their own
+# on free ports), so it is left alone.
+
+req=tests/python/requirements.txt
+stamp=.venv/.requirements.sha256
+want=$(sha256sum "$req" | cut -d' ' -f1)
+if [ ! -x .venv/bin/python ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+  echo "preparing the virtualenv .venv"
+  [ -x .venv/bin/python ] || python3 -m venv .venv
+  .venv/bin/pip install --quiet --disable-pip-version-check -r "$req"
+  echo "$want" > "$stamp"
+fi
+echo "test dependencies ready: $(/usr/lib/postgresql/15/bin/postgres --version), moto $(.venv/bin/python -c 'import moto; print(moto.__version__)')"
