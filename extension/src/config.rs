@@ -1128,7 +1128,9 @@ mod tests {
 
 /// The README's configuration table, generated from [`VARIABLES`].
 pub fn markdown_table() -> String {
-    let mut out = String::from("| variable | alias (AWS's extension / Lambda) | default | meaning |\n|---|---|---|---|\n");
+    let mut out = String::from(
+        "| variable | alias (AWS's extension / Lambda) | default | meaning |\n|---|---|---|---|\n",
+    );
     for (name, alias, default, meaning) in VARIABLES {
         let alias = alias.map(|a| format!("`{a}`")).unwrap_or_default();
         out.push_str(&format!("| `{name}` | {alias} | {default} | {meaning} |\n"));
@@ -1141,7 +1143,8 @@ mod readme {
     /// The README documents every variable, with its default, exactly as the code has it.
     #[test]
     fn readme_table_matches_the_code() {
-        let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md")).unwrap_or_default();
+        let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md"))
+            .unwrap_or_default();
         let start = "<!-- config-table:start -->\n";
         let end = "<!-- config-table:end -->";
         let table = readme
@@ -1150,6 +1153,9 @@ mod readme {
             .map(|(t, _)| t.to_string())
             .unwrap_or_default();
         let want = super::markdown_table();
-        assert!(table == want, "README.md's configuration table is out of date; replace it with:\n{want}");
+        assert!(
+            table == want,
+            "README.md's configuration table is out of date; replace it with:\n{want}"
+        );
     }
 }

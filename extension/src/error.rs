@@ -51,18 +51,12 @@ pub enum ApiError {
         /// What is wrong and how to fix it.
         message: String,
     },
-    /// Too many requests in flight.
-    #[error("the extension is overloaded; retry with backoff")]
-    Overloaded,
     /// The request took longer than HEARTH_REQUEST_TIMEOUT.
     #[error("the request did not complete within HEARTH_REQUEST_TIMEOUT")]
     RequestTimeout,
     /// A feature that is not configured.
     #[error("{0}")]
     NotConfigured(String),
-    /// The extension is shutting down.
-    #[error("the extension is shutting down")]
-    ShuttingDown,
     /// Secrets Manager or the secrets cache.
     #[error(transparent)]
     Secrets(#[from] SecretsError),
@@ -86,9 +80,8 @@ impl ApiError {
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::MalformedJson(_) | ApiError::InvalidRequest { .. } => StatusCode::BAD_REQUEST,
             ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            ApiError::Overloaded => StatusCode::TOO_MANY_REQUESTS,
             ApiError::RequestTimeout => StatusCode::GATEWAY_TIMEOUT,
-            ApiError::NotConfigured(_) | ApiError::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::NotConfigured(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Secrets(e) => match e {
                 SecretsError::NotFound { .. } => StatusCode::NOT_FOUND,
                 SecretsError::AccessDenied { .. } => StatusCode::FORBIDDEN,
@@ -126,10 +119,8 @@ impl ApiError {
             ApiError::MalformedJson(_) => "MalformedJson",
             ApiError::UnsupportedMediaType => "UnsupportedMediaType",
             ApiError::InvalidRequest { code, .. } => code,
-            ApiError::Overloaded => "Overloaded",
             ApiError::RequestTimeout => "RequestTimeout",
             ApiError::NotConfigured(_) => "NotConfigured",
-            ApiError::ShuttingDown => "ShuttingDown",
             ApiError::Secrets(e) => e.code(),
             ApiError::Kms(e) => e.code(),
             ApiError::Db(e) => e.code(),

@@ -503,3 +503,40 @@ async fn rotation_is_visible_within_the_soft_ttl() {
         "secret in log:\n{out}"
     );
 }
+
+/// Every operation in `openapi.json` is served by the real binary, and whatever it answers
+/// (an empty body gets a validation error here) is JSON: the document and the server agree.
+#[tokio::test]
+async fn every_documented_operation_is_served() {
+    let text =
+        std::fs::read_to_string(hearth_tests::workspace_root().join("openapi.json")).unwrap();
+    let doc: Value = serde_json::from_str(&text).unwrap();
+    let h = Hearth::start(&env(&[("AWS_REGION", "us-east-1")])).await;
+    let mut seen = 0;
+    for (path, ops) in doc["paths"].as_object().unwrap() {
+        for method in ops.as_object().unwrap().keys() {
+            let (status, body) = match method.as_str() {
+                "get" => h.get(path).await,
+                "post" => h.post(path, &json!({})).await,
+                other => panic!("unexpected method {other}"),
+            };
+            assert!(
+                !(status == 404 && code(&body) == "NotFound") && status != 405,
+                "{method} {path} is documented but not served: {status} {body}"
+            );
+            if status >= 400 {
+                assert!(
+                    body["error"]["code"].is_string(),
+                    "{method} {path}: {status} {body}"
+                );
+                let documented = &ops[method]["responses"][status.to_string()];
+                assert!(
+                    !documented.is_null(),
+                    "{method} {path} answered {status}, which openapi.json does not list"
+                );
+            }
+            seen += 1;
+        }
+    }
+    assert_eq!(seen, 9);
+}
