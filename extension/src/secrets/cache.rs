@@ -23,7 +23,6 @@ use std::time::Duration;
 
 use hearth::wire::SecretValue;
 use lru::LruCache;
-use rand::Rng as _;
 use tokio::sync::{watch, Semaphore};
 use tokio::time::Instant;
 
@@ -272,13 +271,7 @@ impl SecretsCache {
     fn insert(&self, key: SecretKey, value: Arc<SecretValue>) {
         let now = Instant::now();
         let cfg = &self.inner.cfg;
-        let jitter = f64::from(cfg.jitter_percent) / 100.0;
-        let factor = if jitter > 0.0 {
-            1.0 + rand::rng().random_range(-jitter..=jitter)
-        } else {
-            1.0
-        };
-        let soft = cfg.soft_ttl.mul_f64(factor).min(cfg.hard_ttl);
+        let soft = jittered(cfg.soft_ttl, cfg.hard_ttl, cfg.jitter_percent, &mut rand::rng());
         let entry = Arc::new(Entry {
             value,
             soft_at: now + soft,
@@ -291,13 +284,6 @@ impl SecretsCache {
         self.inner.size.set(entries.len() as u64);
     }
 
-    /// Soft deadline of a cached key, relative to now (for tests and diagnostics).
-    pub fn soft_remaining(&self, key: &SecretKey) -> Option<Duration> {
-        let entries = self.inner.entries.lock().unwrap_or_else(|p| p.into_inner());
-        entries
-            .peek(key)
-            .map(|e| e.soft_at.saturating_duration_since(Instant::now()))
-    }
 }
 
 #[cfg(test)]
