@@ -249,7 +249,9 @@ async fn warmer_counts_distinct_environments() {
             return (
                 StatusCode::NOT_FOUND,
                 [("x-amzn-errortype", "ResourceNotFoundException")],
-                axum::Json(json!({"Type": "User", "Message": format!("Function not found: {name}")})),
+                axum::Json(
+                    json!({"Type": "User", "Message": format!("Function not found: {name}")}),
+                ),
             )
                 .into_response();
         }
@@ -328,10 +330,23 @@ async fn warmer_counts_distinct_environments() {
         // The first round is every environment's first event; the second finds them warm.
         assert_eq!(payments["coldStarts"], if i == 0 { K } else { 0 }, "{out}");
         let missing = &out["targets"][1];
-        assert_eq!((missing["invoked"].as_u64(), missing["errors"].as_u64()), (Some(1), Some(1)), "{out}");
-        assert!(missing["errorSamples"][0].as_str().unwrap().contains("ResourceNotFound"), "{out}");
+        assert_eq!(
+            (missing["invoked"].as_u64(), missing["errors"].as_u64()),
+            (Some(1), Some(1)),
+            "{out}"
+        );
+        assert!(
+            missing["errorSamples"][0]
+                .as_str()
+                .unwrap()
+                .contains("ResourceNotFound"),
+            "{out}"
+        );
     }
-    assert_eq!(rounds[0]["targets"][0]["instanceIds"], rounds[1]["targets"][0]["instanceIds"]);
+    assert_eq!(
+        rounds[0]["targets"][0]["instanceIds"],
+        rounds[1]["targets"][0]["instanceIds"]
+    );
 
     // The ids are the real processes' own: ask each environment directly.
     let mut direct = Vec::new();
@@ -349,6 +364,10 @@ async fn warmer_counts_distinct_environments() {
         .filter(|v| v.get("_aws").is_some())
         .collect();
     assert_eq!(emf.len(), 4, "one EMF line per target and round:\n{out}");
-    assert!(emf.iter().any(|v| v["Target"] == "payments" && v["DistinctEnvironments"] == K));
-    assert!(emf.iter().any(|v| v["Target"] == "missing" && v["Errors"] == 1));
+    assert!(emf
+        .iter()
+        .any(|v| v["Target"] == "payments" && v["DistinctEnvironments"] == K));
+    assert!(emf
+        .iter()
+        .any(|v| v["Target"] == "missing" && v["Errors"] == 1));
 }

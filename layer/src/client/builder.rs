@@ -1,0 +1,229 @@
+//! [`ClientBuilder`]: where the client finds the extension (port) and how it proves it is
+//! the function of this environment (token), from the environment or set explicitly.
+
+use std::time::Duration;
+
+use super::error::Error;
+use super::Client;
+use crate::wire::DEFAULT_PORT;
+
+/// Default time allowed for one request, response body included. Longer than the
+/// extension's own default request timeout (10 s), so the extension's `RequestTimeout`
+/// answer arrives before the client gives up.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// Default connect timeout: the extension is on loopback, so a connect either succeeds at
+/// once or the extension is not there.
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// Builds a [`Client`]. `Client::from_env()` is `ClientBuilder::from_env()?.build()`.
+#[derive(Clone)]
+pub struct ClientBuilder {
+    pub(super) port: u16,
+    pub(super) token: Option<String>,
+    pub(super) timeout: Duration,
+    pub(super) connect_timeout: Duration,
+    pub(super) max_idle_connections: usize,
+    pub(super) max_response_bytes: usize,
+}
+
+impl std::fmt::Debug for ClientBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientBuilder")
+            .field("port", &self.port)
+            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .field("timeout", &self.timeout)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("max_idle_connections", &self.max_idle_connections)
+            .field("max_response_bytes", &self.max_response_bytes)
+            .finish()
+    }
+}
+
+impl Default for ClientBuilder {
+    fn default() -> Self {
+        ClientBuilder {
+            port: DEFAULT_PORT,
+            token: None,
+            timeout: DEFAULT_TIMEOUT,
+            connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+            // One is enough for the usual one-invocation-at-a-time function; a few more for
+            // functions that fan out. Each idle connection holds one of the extension's
+            // connection slots (HEARTH_MAX_CONNECTIONS), so keep it small.
+            max_idle_connections: 4,
+            max_response_bytes: 16 << 20,
+        }
+    }
+}
+
+impl ClientBuilder {
+    /// Defaults: port 2773, no token, 15 s timeout.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Settings from the process environment, the same variables the extension reads:
+    /// port from `HEARTH_PORT`, else `PARAMETERS_SECRETS_EXTENSION_HTTP_PORT`, else 2773;
+    /// token from `HEARTH_TOKEN`, else `AWS_SESSION_TOKEN`.
+    pub fn from_env() -> Result<Self, Error> {
+        Self::from_vars(|name| std::env::var(name).ok())
+    }
+
+    /// Like [`ClientBuilder::from_env`], reading variables through `get` (for tests, and for
+    /// callers that keep their configuration elsewhere).
+    pub fn from_vars(get: impl Fn(&str) -> Option<String>) -> Result<Self, Error> {
+        let mut b = Self::default();
+        let port = [
+            ("HEARTH_PORT", get("HEARTH_PORT")),
+            (
+                "PARAMETERS_SECRETS_EXTENSION_HTTP_PORT",
+                get("PARAMETERS_SECRETS_EXTENSION_HTTP_PORT"),
+            ),
+        ]
+        .into_iter()
+        .find_map(|(name, v)| v.filter(|v| !v.is_empty()).map(|v| (name, v)));
+        if let Some((variable, v)) = port {
+            b.port = match v.trim().parse::<u16>() {
+                Ok(p) if p > 0 => p,
+                _ => {
+                    return Err(Error::Config {
+                        variable,
+                        message: "must be a port number from 1 to 65535".into(),
+                    })
+                }
+            };
+        }
+        b.token = get("HEARTH_TOKEN")
+            .filter(|t| !t.is_empty())
+            .or_else(|| get("AWS_SESSION_TOKEN").filter(|t| !t.is_empty()));
+        Ok(b)
+    }
+
+    /// Port of the extension on 127.0.0.1.
+    pub fn port(mut self, port: u16) -> Self {
+        self.port = port;
+        self
+    }
+
+    /// Value of the `X-Aws-Parameters-Secrets-Token` header.
+    pub fn token(mut self, token: impl Into<String>) -> Self {
+        self.token = Some(token.into());
+        self
+    }
+
+    /// Time allowed for one request, response included.
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// Time allowed to open a connection.
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = timeout;
+        self
+    }
+
+    /// Idle keep-alive connections kept open to the extension.
+    pub fn max_idle_connections(mut self, n: usize) -> Self {
+        self.max_idle_connections = n;
+        self
+    }
+
+    /// Largest response body accepted.
+    pub fn max_response_bytes(mut self, n: usize) -> Self {
+        self.max_response_bytes = n;
+        self
+    }
+
+    /// Checks the settings and builds the client. No connection is opened yet.
+    ///
+    /// Must be called inside a Tokio runtime (the connection pool spawns its tasks there).
+    pub fn build(self) -> Result<Client, Error> {
+        if self.port == 0 {
+            return Err(Error::Config {
+                variable: "port",
+                message: "must be from 1 to 65535".into(),
+            });
+        }
+        if self.timeout.is_zero() || self.connect_timeout.is_zero() {
+            return Err(Error::Config {
+                variable: "timeout",
+                message: "timeouts must be greater than zero".into(),
+            });
+        }
+        if let Some(t) = &self.token {
+            if hyper::header::HeaderValue::from_str(t).is_err() {
+                return Err(Error::Config {
+                    variable: "token",
+                    message: "must be visible ASCII (a header value)".into(),
+                });
+            }
+        }
+        Ok(Client::from_builder(self))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn vars(pairs: &'static [(&'static str, &'static str)]) -> impl Fn(&str) -> Option<String> {
+        move |name| {
+            pairs
+                .iter()
+                .find(|(k, _)| *k == name)
+                .map(|(_, v)| v.to_string())
+        }
+    }
+
+    #[test]
+    fn env_defaults_and_precedence() {
+        let b = ClientBuilder::from_vars(vars(&[])).unwrap();
+        assert_eq!(b.port, 2773);
+        assert!(b.token.is_none());
+
+        let b = ClientBuilder::from_vars(vars(&[
+            ("PARAMETERS_SECRETS_EXTENSION_HTTP_PORT", "2999"),
+            ("AWS_SESSION_TOKEN", "session"),
+        ]))
+        .unwrap();
+        assert_eq!((b.port, b.token.as_deref()), (2999, Some("session")));
+
+        let b = ClientBuilder::from_vars(vars(&[
+            ("HEARTH_PORT", "3000"),
+            ("PARAMETERS_SECRETS_EXTENSION_HTTP_PORT", "2999"),
+            ("HEARTH_TOKEN", "explicit"),
+            ("AWS_SESSION_TOKEN", "session"),
+        ]))
+        .unwrap();
+        assert_eq!((b.port, b.token.as_deref()), (3000, Some("explicit")));
+    }
+
+    #[test]
+    fn bad_port_names_the_variable() {
+        let e = ClientBuilder::from_vars(vars(&[("HEARTH_PORT", "http")])).unwrap_err();
+        assert!(
+            matches!(
+                e,
+                Error::Config {
+                    variable: "HEARTH_PORT",
+                    ..
+                }
+            ),
+            "{e}"
+        );
+        let e = ClientBuilder::from_vars(vars(&[("PARAMETERS_SECRETS_EXTENSION_HTTP_PORT", "0")]))
+            .unwrap_err();
+        assert!(e
+            .to_string()
+            .contains("PARAMETERS_SECRETS_EXTENSION_HTTP_PORT"));
+    }
+
+    #[test]
+    fn debug_redacts_token() {
+        let b = ClientBuilder::new().token("s3cr3t");
+        let shown = format!("{b:?}");
+        assert!(!shown.contains("s3cr3t"), "{shown}");
+    }
+}
