@@ -7,5 +7,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-test-deps.sh >/dev/null
-cargo build --quiet -p hearth-extension -p hearth-payments -p hearth-tests --bin demo
+# The extension and the function are separate binaries the demo starts under the simulator.
+cargo build --quiet -p hearth-extension -p hearth-payments
+cargo build --quiet -p hearth-tests --bin demo
 exec target/debug/demo
