@@ -211,6 +211,28 @@ pub struct AwsConfig {
     pub retry_mode: RetryModeSetting,
 }
 
+/// Regional failover settings (see `crate::failover`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FailoverConfig {
+    /// The function's own region (`AWS_REGION`, else `AWS_DEFAULT_REGION`).
+    pub primary_region: Option<String>,
+    /// Fallback region for Secrets Manager.
+    pub secrets_region: Option<String>,
+    /// Fallback region for KMS.
+    pub kms_region: Option<String>,
+    /// Key in the KMS fallback region under which data keys of `HEARTH_KMS_KEY_ID` are
+    /// also encrypted.
+    pub kms_key_id: Option<String>,
+    /// Endpoint overrides by region name.
+    pub endpoints: BTreeMap<String, String>,
+    /// With a fallback: the primary's operation timeout, retries included.
+    pub budget: Duration,
+    /// With a fallback: attempts per call on the primary.
+    pub max_attempts: u32,
+    /// How long calls go straight to the fallback before the primary is probed.
+    pub cooldown: Duration,
+}
+
 /// Secrets cache settings.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SecretsConfig {
@@ -306,6 +328,8 @@ pub struct Config {
     pub kms: KmsConfig,
     /// Database pool, when configured.
     pub db: Option<DbSettings>,
+    /// Regional failover of Secrets Manager and KMS.
+    pub failover: FailoverConfig,
 }
 
 /// Every `HEARTH_*` variable this build understands, with its alias, default and meaning.
@@ -328,6 +352,14 @@ pub const VARIABLES: &[(&str, Option<&str>, &str, &str)] = &[
     ("HEARTH_AWS_OPERATION_TIMEOUT", None, "5s", "Timeout of an AWS API call, retries included."),
     ("HEARTH_AWS_MAX_ATTEMPTS", None, "3", "Attempts per AWS API call (1 to 10)."),
     ("HEARTH_AWS_RETRY_MODE", None, "standard", "SDK retry mode: standard or adaptive."),
+    ("HEARTH_AWS_ENDPOINTS", None, "(none: the SDK's endpoints)", "Endpoint overrides per region, comma-separated region=URL pairs, e.g. us-east-1=http://127.0.0.1:4566,eu-west-1=http://127.0.0.1:4567."),
+    ("HEARTH_FALLBACK_REGION", None, "(none: no failover)", "Region Secrets Manager and KMS calls fail over to when the primary region (AWS_REGION) fails."),
+    ("HEARTH_SECRETS_FALLBACK_REGION", None, "HEARTH_FALLBACK_REGION", "Fallback region for Secrets Manager (replica secrets of the same name are read there), or none."),
+    ("HEARTH_KMS_FALLBACK_REGION", None, "HEARTH_FALLBACK_REGION", "Fallback region for KMS, or none."),
+    ("HEARTH_KMS_FALLBACK_KEY_ID", None, "(none)", "Key in the KMS fallback region: each data key of HEARTH_KMS_KEY_ID is also encrypted under it (a second encrypted data key), so messages decrypt in either region."),
+    ("HEARTH_FAILOVER_BUDGET", None, "2s", "With a fallback region: the longest a call waits on the primary, retries included, before going to the fallback (100ms to 60s)."),
+    ("HEARTH_FAILOVER_MAX_ATTEMPTS", None, "2", "With a fallback region: attempts per call on the primary (1 to 10), each given an equal share of the budget."),
+    ("HEARTH_FAILOVER_COOLDOWN", None, "30s", "After the primary fails, calls go straight to the fallback this long; then one call probes the primary (1s to 1h)."),
     ("HEARTH_SECRETS_SOFT_TTL", None, "240s (80% of the hard TTL if only that is set)", "Age at which a read starts a background refresh; jittered per entry."),
     ("HEARTH_SECRETS_HARD_TTL", Some("SECRETS_MANAGER_TTL"), "300s", "Age at which a read refetches before answering (no 5-minute cap)."),
     ("HEARTH_SECRETS_JITTER_PERCENT", None, "10", "Soft-TTL jitter per entry, in percent (0 to 50)."),
@@ -801,6 +833,8 @@ impl Config {
                 })
             }
         };
+        let failover = failover_config(&mut r, env, kms.key_id.is_some());
+
         if db.is_none() {
             for name in VARIABLES
                 .iter()
@@ -818,7 +852,12 @@ impl Config {
         }
 
         let known: BTreeSet<&str> = VARIABLES.iter().map(|(n, ..)| *n).collect();
-        for name in env.vars.keys().filter(|k| k.starts_with("HEARTH_")) {
+        // HEARTH_WARMER_* belongs to the warmer function, which may carry the layer too.
+        for name in env
+            .vars
+            .keys()
+            .filter(|k| k.starts_with("HEARTH_") && !k.starts_with("HEARTH_WARMER_"))
+        {
             if !known.contains(name.as_str()) {
                 let hint = closest(name, &known)
                     .map(|k| format!(" (did you mean {k}?)"))
@@ -837,6 +876,7 @@ impl Config {
                 secrets,
                 kms,
                 db,
+                failover,
             })
         } else {
             r.problems.sort_by(|a, b| a.variable.cmp(&b.variable));
@@ -844,6 +884,136 @@ impl Config {
                 problems: r.problems,
             })
         }
+    }
+}
+
+/// Whether `s` looks like an AWS region name (`us-east-1`, `cn-north-1`, `us-gov-west-1`).
+fn valid_region(s: &str) -> bool {
+    (4..=32).contains(&s.len())
+        && s.contains('-')
+        && s.chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+}
+
+/// `HEARTH_AWS_ENDPOINTS`: `region=url` pairs, comma-separated.
+fn parse_endpoints(s: &str) -> Option<BTreeMap<String, String>> {
+    let mut out = BTreeMap::new();
+    for pair in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let (region, url) = pair.split_once('=')?;
+        let (region, url) = (region.trim(), url.trim());
+        let url_ok = (url.starts_with("http://") || url.starts_with("https://"))
+            && url.len() > "https://".len()
+            && !url.contains(char::is_whitespace);
+        if !valid_region(region) || !url_ok || out.insert(region.into(), url.into()).is_some() {
+            return None;
+        }
+    }
+    Some(out)
+}
+
+/// The failover settings; problems are added to `r`.
+fn failover_config(r: &mut Reader<'_>, env: &Env, has_default_key: bool) -> FailoverConfig {
+    const REGION: &str = "an AWS region name such as eu-west-1, or none";
+    let region = |r: &mut Reader<'_>, name: &'static str| {
+        r.parse(name, None, REGION, |s| match s {
+            "" | "none" => Some(None),
+            s if valid_region(s) => Some(Some(s.to_string())),
+            _ => None,
+        })
+    };
+    let primary_region = env
+        .get("AWS_REGION")
+        .or_else(|| env.get("AWS_DEFAULT_REGION"))
+        .filter(|s| !s.is_empty())
+        .map(String::from);
+    let any = region(r, "HEARTH_FALLBACK_REGION");
+    let per_service = |r: &mut Reader<'_>, name: &'static str| {
+        let (var, fallback) = match r.raw(name) {
+            Some(_) => (name, region(r, name)),
+            None => ("HEARTH_FALLBACK_REGION", any.clone()),
+        };
+        match (&fallback, &primary_region) {
+            (Some(_), None) => {
+                r.problem(
+                    var,
+                    "needs the primary region: set AWS_REGION (Lambda sets it)".into(),
+                );
+                None
+            }
+            (Some(f), Some(p)) if f == p => {
+                r.problem(
+                    var,
+                    format!("is the primary region ({p}); accepted: another region"),
+                );
+                None
+            }
+            _ => fallback,
+        }
+    };
+    let secrets_region = per_service(r, "HEARTH_SECRETS_FALLBACK_REGION");
+    let kms_region = per_service(r, "HEARTH_KMS_FALLBACK_REGION");
+    let kms_key_id = r.parse(
+        "HEARTH_KMS_FALLBACK_KEY_ID",
+        None,
+        "a KMS key id, key ARN, alias name or alias ARN in the KMS fallback region (1 to 2048 characters)",
+        |s| (!s.is_empty() && s.len() <= 2048).then(|| Some(s.to_string())),
+    );
+    if let Some(key) = &kms_key_id {
+        let key_region = crate::arn::region_of(key);
+        if kms_region.is_none() {
+            r.problem(
+                "HEARTH_KMS_FALLBACK_KEY_ID",
+                "has no effect without a KMS fallback region; set HEARTH_KMS_FALLBACK_REGION or HEARTH_FALLBACK_REGION".into(),
+            );
+        } else if !has_default_key {
+            r.problem(
+                "HEARTH_KMS_FALLBACK_KEY_ID",
+                "pairs with HEARTH_KMS_KEY_ID; set that too".into(),
+            );
+        } else if key_region.is_some() && key_region != kms_region.as_deref() {
+            r.problem(
+                "HEARTH_KMS_FALLBACK_KEY_ID",
+                format!(
+                    "names region {}, not the KMS fallback region {}; accepted: a key in the fallback region",
+                    key_region.unwrap_or_default(),
+                    kms_region.as_deref().unwrap_or_default()
+                ),
+            );
+        }
+    }
+    let endpoints = r.parse(
+        "HEARTH_AWS_ENDPOINTS",
+        BTreeMap::new(),
+        "comma-separated region=URL pairs (http:// or https://), each region once",
+        parse_endpoints,
+    );
+    let budget = r.duration(
+        "HEARTH_FAILOVER_BUDGET",
+        Duration::from_secs(2),
+        Duration::from_millis(100),
+        Duration::from_secs(60),
+    );
+    let max_attempts = r.parse(
+        "HEARTH_FAILOVER_MAX_ATTEMPTS",
+        2,
+        "an integer from 1 to 10",
+        |s| s.parse::<u32>().ok().filter(|n| (1..=10).contains(n)),
+    );
+    let cooldown = r.duration(
+        "HEARTH_FAILOVER_COOLDOWN",
+        Duration::from_secs(30),
+        Duration::from_secs(1),
+        Duration::from_secs(3600),
+    );
+    FailoverConfig {
+        primary_region,
+        secrets_region,
+        kms_region,
+        kms_key_id,
+        endpoints,
+        budget,
+        max_attempts,
+        cooldown,
     }
 }
 
@@ -1106,6 +1276,113 @@ mod tests {
             ("HEARTH_KMS_MAX_MESSAGES", "4294967297"),
         ]))
         .is_err());
+    }
+
+    #[test]
+    fn failover_defaults_and_overrides() {
+        let c = Config::from_env(&env(&[("HEARTH_TOKEN", "t")])).unwrap();
+        assert_eq!(
+            (
+                c.failover.secrets_region.as_deref(),
+                c.failover.kms_region.as_deref()
+            ),
+            (None, None)
+        );
+        assert_eq!(c.failover.cooldown, Duration::from_secs(30));
+        assert_eq!(
+            (c.failover.budget, c.failover.max_attempts),
+            (Duration::from_secs(2), 2)
+        );
+        let c = Config::from_env(&env(&[
+            ("HEARTH_TOKEN", "t"),
+            ("AWS_REGION", "us-east-1"),
+            ("HEARTH_FALLBACK_REGION", "eu-west-1"),
+            ("HEARTH_KMS_FALLBACK_REGION", "none"),
+            (
+                "HEARTH_AWS_ENDPOINTS",
+                "us-east-1=http://127.0.0.1:1, eu-west-1=https://kms.example",
+            ),
+            ("HEARTH_FAILOVER_COOLDOWN", "2s"),
+        ]))
+        .unwrap();
+        let f = c.failover;
+        assert_eq!(f.primary_region.as_deref(), Some("us-east-1"));
+        assert_eq!(f.secrets_region.as_deref(), Some("eu-west-1"));
+        assert_eq!(f.kms_region, None);
+        assert_eq!(f.endpoints["us-east-1"], "http://127.0.0.1:1");
+        assert_eq!(f.endpoints["eu-west-1"], "https://kms.example");
+        assert_eq!(f.cooldown, Duration::from_secs(2));
+        let c = Config::from_env(&env(&[
+            ("HEARTH_TOKEN", "t"),
+            ("AWS_DEFAULT_REGION", "us-east-1"),
+            ("HEARTH_KMS_FALLBACK_REGION", "eu-west-1"),
+            ("HEARTH_KMS_KEY_ID", "arn:aws:kms:us-east-1:1:key/a"),
+            (
+                "HEARTH_KMS_FALLBACK_KEY_ID",
+                "arn:aws:kms:eu-west-1:1:key/b",
+            ),
+        ]))
+        .unwrap();
+        assert_eq!(
+            (c.failover.secrets_region, c.failover.kms_region.as_deref()),
+            (None, Some("eu-west-1"))
+        );
+    }
+
+    #[test]
+    fn failover_problems_are_named() {
+        let e = Config::from_env(&env(&[
+            ("HEARTH_TOKEN", "t"),
+            ("HEARTH_FALLBACK_REGION", "eu-west-1"),
+        ]))
+        .unwrap_err();
+        // No primary region: named once per service it would apply to.
+        assert!(
+            e.problems
+                .iter()
+                .all(|p| p.variable == "HEARTH_FALLBACK_REGION"),
+            "{e}"
+        );
+        assert!(e.problems[0].message.contains("AWS_REGION"), "{e}");
+        let e = Config::from_env(&env(&[
+            ("HEARTH_TOKEN", "t"),
+            ("AWS_REGION", "us-east-1"),
+            ("HEARTH_SECRETS_FALLBACK_REGION", "us-east-1"),
+            ("HEARTH_KMS_FALLBACK_REGION", "EU west"),
+            ("HEARTH_KMS_FALLBACK_KEY_ID", "k"),
+            ("HEARTH_AWS_ENDPOINTS", "us-east-1=ftp://x"),
+            ("HEARTH_FAILOVER_BUDGET", "10ms"),
+            ("HEARTH_FAILOVER_MAX_ATTEMPTS", "0"),
+            ("HEARTH_FAILOVER_COOLDOWN", "0s"),
+        ]))
+        .unwrap_err();
+        let vars: Vec<_> = e.problems.iter().map(|p| p.variable.as_str()).collect();
+        assert_eq!(
+            vars,
+            [
+                "HEARTH_AWS_ENDPOINTS",
+                "HEARTH_FAILOVER_BUDGET",
+                "HEARTH_FAILOVER_COOLDOWN",
+                "HEARTH_FAILOVER_MAX_ATTEMPTS",
+                "HEARTH_KMS_FALLBACK_KEY_ID",
+                "HEARTH_KMS_FALLBACK_REGION",
+                "HEARTH_SECRETS_FALLBACK_REGION",
+            ]
+        );
+        // A fallback key ARN in a region other than the fallback region is a mistake.
+        let e = Config::from_env(&env(&[
+            ("HEARTH_TOKEN", "t"),
+            ("AWS_REGION", "us-east-1"),
+            ("HEARTH_FALLBACK_REGION", "eu-west-1"),
+            ("HEARTH_KMS_KEY_ID", "alias/app"),
+            (
+                "HEARTH_KMS_FALLBACK_KEY_ID",
+                "arn:aws:kms:us-east-1:1:key/b",
+            ),
+        ]))
+        .unwrap_err();
+        assert_eq!(e.problems[0].variable, "HEARTH_KMS_FALLBACK_KEY_ID");
+        assert!(e.problems[0].message.contains("eu-west-1"), "{e}");
     }
 
     #[test]

@@ -80,10 +80,13 @@ fn parse_rds_secret(v: &SecretValue) -> Result<DbCredentials, String> {
     })
 }
 
+/// A gauge and the pool statistic it shows.
+type StatGauge = (Arc<Gauge>, fn(&hearth_db::DbStats) -> u64);
+
 /// The pool plus the gauges its statistics are published to.
 pub struct Database {
     db: Db,
-    gauges: [(Arc<Gauge>, fn(&hearth_db::DbStats) -> u64); 8],
+    gauges: [StatGauge; 8],
 }
 
 impl std::fmt::Debug for Database {

@@ -13,18 +13,22 @@
 //! - [`secrets`]: the Secrets Manager cache.
 //! - [`database`]: the PostgreSQL pool (`hearth-db`) fed by the secrets cache.
 //! - [`kms`]: KMS data-key caches and ESDK envelope encryption.
-//! - [`aws`]: SDK clients built once.
+//! - [`aws`]: SDK clients built once, one per (service, region).
+//! - [`failover`]: the circuit breaker between a service's primary and fallback regions.
+//! - [`arn`]: ARN region helpers and the multi-Region key match.
 //! - [`metrics`] and [`emf`]: counters, latency summaries, CloudWatch EMF lines.
 //! - [`prewarm`]: warming caches at init and on `POST /v1/warm`.
 //! - [`logging`]: `tracing` set-up.
 //! - [`state`]: what handlers can reach.
 
 pub mod api;
+pub mod arn;
 pub mod aws;
 pub mod config;
 pub mod database;
 pub mod emf;
 pub mod error;
+pub mod failover;
 pub mod kms;
 pub mod lifecycle;
 pub mod logging;

@@ -24,6 +24,7 @@ use tokio::sync::mpsc;
 use crate::config::{Config, ConfigError, Env, InitType, LogConfig, LogFormat, LogLevel};
 use crate::database::Database;
 use crate::emf::Emf;
+use crate::failover::Service;
 use crate::kms::KmsService;
 use crate::metrics::Metrics;
 use crate::secrets::upstream::SecretsUpstream;
@@ -170,9 +171,23 @@ pub async fn run(env: Env) -> ExitCode {
 async fn build_state(cfg: Config) -> Result<AppState, String> {
     let metrics = Metrics::new();
     let sdk = aws::sdk_config(&cfg.aws).await;
-    let upstream = SecretsUpstream::new(aws_sdk_secretsmanager::Client::new(&sdk), &metrics);
+    // One client per (service, region), built here once; see aws.rs and failover.rs.
+    let secrets_clients = aws::regional(
+        &sdk,
+        &cfg,
+        Service::Secrets,
+        &metrics,
+        aws_sdk_secretsmanager::Client::new,
+    );
+    let upstream = SecretsUpstream::regional(secrets_clients, &metrics);
     let secrets = SecretsCache::new(cfg.secrets.clone(), upstream, &metrics);
-    let kms = KmsService::new(cfg.kms.clone(), aws_sdk_kms::Client::new(&sdk), &metrics);
+    let kms_clients = aws::regional(&sdk, &cfg, Service::Kms, &metrics, aws_sdk_kms::Client::new);
+    let kms = KmsService::regional(
+        cfg.kms.clone(),
+        kms_clients,
+        cfg.failover.kms_key_id.clone(),
+        &metrics,
+    );
     let db = match &cfg.db {
         None => None,
         Some(settings) => match Database::new(settings, secrets.clone(), &metrics) {

@@ -57,9 +57,20 @@ pub struct Materials {
     pub key: DataKey,
     /// The copy encrypted by KMS: provider `aws-kms`, info = key ARN, the CiphertextBlob.
     pub edk: EncryptedDataKey,
+    /// A second copy, encrypted under the fallback region's key (`HEARTH_KMS_FALLBACK_KEY_ID`),
+    /// so the messages it protects decrypt while either region is down.
+    pub fallback_edk: Option<EncryptedDataKey>,
 }
 
 impl Materials {
+    /// Every encrypted copy of the data key, as a message's header lists them.
+    pub fn edks(&self) -> Vec<EncryptedDataKey> {
+        std::iter::once(&self.edk)
+            .chain(&self.fallback_edk)
+            .cloned()
+            .collect()
+    }
+
     /// ARN of the KMS key that encrypted the data key.
     pub fn key_arn(&self) -> String {
         String::from_utf8_lossy(&self.edk.provider_info).into_owned()
@@ -412,6 +423,7 @@ mod tests {
                         provider_info: info,
                         ciphertext: n.to_be_bytes().to_vec(),
                     },
+                    fallback_edk: None,
                 })
             })
         }

@@ -3,7 +3,8 @@
 //! Encrypt: data key from the cache (partition = key id + the message's full encryption
 //! context, which is also the context GenerateDataKey gets, because the official ESDK passes
 //! the message's context to KMS Decrypt) → `hearth_esdk::encrypt` with one `aws-kms`
-//! encrypted data key whose provider info is the key ARN KMS returned.
+//! encrypted data key whose provider info is the key ARN KMS returned, and a second one
+//! under the fallback region's key when `HEARTH_KMS_FALLBACK_KEY_ID` is set.
 //!
 //! Decrypt: `hearth_esdk::parse_header` first (a malformed message never reaches KMS) →
 //! compare the expected context, if given → for each `aws-kms` encrypted data key (at most
@@ -29,6 +30,7 @@ use super::limits::Limits;
 use super::upstream::KmsUpstream;
 use super::KmsError;
 use crate::config::KmsConfig;
+use crate::failover::Outage as _;
 use crate::metrics::{Counter, Metrics};
 
 /// Encrypted data keys tried per message: Hearth writes one or two (primary and fallback
@@ -66,7 +68,22 @@ impl std::fmt::Debug for KmsService {
 impl KmsService {
     /// Builds the service around a KMS client built once at init.
     pub fn new(cfg: KmsConfig, client: aws_sdk_kms::Client, metrics: &Metrics) -> Self {
-        let upstream = KmsUpstream::new(client, metrics);
+        Self::with_upstream(cfg, KmsUpstream::new(client, metrics), metrics)
+    }
+
+    /// Builds the service around the primary and fallback regions' clients; data keys of
+    /// the default key also get a copy under `fallback_key_id` (`HEARTH_KMS_FALLBACK_KEY_ID`).
+    pub fn regional(
+        cfg: KmsConfig,
+        clients: crate::aws::Regional<aws_sdk_kms::Client>,
+        fallback_key_id: Option<String>,
+        metrics: &Metrics,
+    ) -> Self {
+        let upstream = KmsUpstream::regional(clients, cfg.key_id.clone(), fallback_key_id, metrics);
+        Self::with_upstream(cfg, upstream, metrics)
+    }
+
+    fn with_upstream(cfg: KmsConfig, upstream: KmsUpstream, metrics: &Metrics) -> Self {
         let keys = DataKeyCache::new(
             Limits::from(&cfg),
             cfg.capacity,
@@ -141,7 +158,7 @@ impl KmsService {
         let entry = self.key_for(&partition, plaintext.len() as u64).await?;
         let message = hearth_esdk::encrypt(
             &entry.materials.key,
-            std::slice::from_ref(&entry.materials.edk),
+            &entry.materials.edks(),
             &partition.context,
             &plaintext,
             hearth_esdk::DEFAULT_FRAME_LENGTH,
@@ -165,11 +182,21 @@ impl KmsService {
             return Err(KmsError::ContextMismatch);
         }
         let mut last = KmsError::NoKmsDataKey;
-        let candidates = header
+        let mut candidates: Vec<_> = header
             .encrypted_data_keys()
             .iter()
             .filter(|e| e.provider_id == AWS_KMS_PROVIDER_ID)
-            .take(MAX_KMS_ATTEMPTS);
+            .take(MAX_KMS_ATTEMPTS)
+            .collect();
+        // The encrypted data key of the region that is up first (primary and fallback keys,
+        // see the upstream's module docs): while the primary's breaker is open, a message
+        // carrying both copies never waits on the primary. Stable: otherwise header order.
+        candidates.sort_by_key(|e| {
+            std::str::from_utf8(&e.provider_info)
+                .map(|arn| !self.inner.upstream.healthy_first(arn))
+                .unwrap_or(true)
+        });
+        let mut outage = false;
         for edk in candidates {
             let Ok(arn) = std::str::from_utf8(&edk.provider_info) else {
                 last = KmsError::InvalidCiphertext;
@@ -201,6 +228,9 @@ impl KmsService {
             };
             match opened {
                 Ok(mut d) => {
+                    if outage {
+                        self.inner.upstream.note_failover();
+                    }
                     let plaintext = B64.encode(&d.plaintext);
                     d.plaintext.zeroize();
                     return Ok(DecryptResponse {
@@ -215,6 +245,11 @@ impl KmsService {
                     | KmsError::AccessDenied { .. }
                     | KmsError::KeyUnusable { .. }),
                 ) => last = e,
+                // This key's region failed: the next encrypted data key may be in another.
+                Err(e) if e.is_outage() => {
+                    outage = true;
+                    last = e;
+                }
                 Err(e) => return Err(e),
             }
         }

@@ -271,7 +271,12 @@ impl SecretsCache {
     fn insert(&self, key: SecretKey, value: Arc<SecretValue>) {
         let now = Instant::now();
         let cfg = &self.inner.cfg;
-        let soft = jittered(cfg.soft_ttl, cfg.hard_ttl, cfg.jitter_percent, &mut rand::rng());
+        let soft = jittered(
+            cfg.soft_ttl,
+            cfg.hard_ttl,
+            cfg.jitter_percent,
+            &mut rand::rng(),
+        );
         let entry = Arc::new(Entry {
             value,
             soft_at: now + soft,
@@ -283,7 +288,6 @@ impl SecretsCache {
         entries.put(key, entry);
         self.inner.size.set(entries.len() as u64);
     }
-
 }
 
 #[cfg(test)]

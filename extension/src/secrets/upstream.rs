@@ -1,4 +1,11 @@
-//! The GetSecretValue call: one SDK client built at init, errors mapped to [`SecretsError`].
+//! The GetSecretValue call: one SDK client per region built at init, errors mapped to
+//! [`SecretsError`].
+//!
+//! With a fallback region, a call the primary fails with an outage (see
+//! [`SecretsError::is_transient`]) goes to the fallback region, where a replica secret of
+//! the same name is read; a full ARN naming the primary region is rewritten to the
+//! fallback region for that call (a replica's ARN differs from its primary's in the region
+//! only). A not-found or denied answer from the primary is returned as is.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -11,22 +18,43 @@ use base64::Engine as _;
 use hearth::wire::SecretValue;
 
 use super::{SecretKey, SecretsError};
+use crate::aws::Regional;
+use crate::failover::{Outage, Service, Side};
 use crate::metrics::{Counter, Latency, Metrics};
+
+impl Outage for SecretsError {
+    fn is_outage(&self) -> bool {
+        self.is_transient()
+    }
+}
 
 /// Calls Secrets Manager and records call counts and latency.
 #[derive(Debug, Clone)]
 pub struct SecretsUpstream {
-    client: aws_sdk_secretsmanager::Client,
+    clients: Arc<Regional<aws_sdk_secretsmanager::Client>>,
     calls: Arc<Counter>,
     errors: Arc<Counter>,
     latency: Arc<Latency>,
 }
 
 impl SecretsUpstream {
-    /// Wraps a client built once at init.
+    /// Wraps a client built once at init, without failover.
     pub fn new(client: aws_sdk_secretsmanager::Client, metrics: &Metrics) -> Self {
+        let region = client
+            .config()
+            .region()
+            .map(|r| r.to_string())
+            .unwrap_or_default();
+        Self::regional(
+            Regional::single(client, region, Service::Secrets, metrics),
+            metrics,
+        )
+    }
+
+    /// Wraps the clients of the primary and fallback regions, built once at init.
+    pub fn regional(clients: Regional<aws_sdk_secretsmanager::Client>, metrics: &Metrics) -> Self {
         Self {
-            client,
+            clients: Arc::new(clients),
             calls: metrics.counter("secrets.upstream_calls"),
             errors: metrics.counter("secrets.upstream_errors"),
             latency: metrics.latency("secrets.upstream_latency"),
@@ -37,24 +65,36 @@ impl SecretsUpstream {
     pub async fn get(&self, key: &SecretKey) -> Result<SecretValue, SecretsError> {
         self.calls.inc();
         let started = Instant::now();
-        let res = self
-            .client
-            .get_secret_value()
-            .secret_id(&key.secret_id)
-            .set_version_id(key.version_id.clone())
-            .set_version_stage(key.version_stage.clone())
-            .send()
+        let clients = &self.clients;
+        let res = clients
+            .failover
+            .call(|side| async move {
+                let secret_id = match side {
+                    Side::Primary => key.secret_id.clone(),
+                    Side::Fallback => crate::arn::with_region(
+                        &key.secret_id,
+                        clients.failover.region(Side::Fallback),
+                    )
+                    .unwrap_or_else(|| key.secret_id.clone()),
+                };
+                clients
+                    .client(side)
+                    .get_secret_value()
+                    .secret_id(secret_id)
+                    .set_version_id(key.version_id.clone())
+                    .set_version_stage(key.version_stage.clone())
+                    .send()
+                    .await
+                    .map(to_wire)
+                    .map_err(|e| map_error(&key.secret_id, &e))
+            })
             .await;
         self.latency.record(started.elapsed());
-        match res {
-            Ok(out) => Ok(to_wire(out)),
-            Err(e) => {
-                self.errors.inc();
-                let err = map_error(&key.secret_id, &e);
-                tracing::warn!(secret_id = %key.secret_id, code = err.code(), "GetSecretValue failed");
-                Err(err)
-            }
+        if let Err(err) = &res {
+            self.errors.inc();
+            tracing::warn!(secret_id = %key.secret_id, code = err.code(), "GetSecretValue failed");
         }
+        res
     }
 }
 
