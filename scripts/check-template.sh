@@ -1,0 +1,83 @@
+#!/usr/bin/env bash
+# CI check of the SAM template (template.yaml), offline. Exits non-zero on any finding.
+#
+#   1. cfn-lint on template.yaml (SAM resources checked against SAM's schemas);
+#   2. the SAM transform (aws-sam-translator, the library `sam validate` and CloudFormation
+#      use) to plain CloudFormation, then cfn-lint on that: this is what sees IAM policies,
+#      !GetAtt targets and Lambda limits inside what SAM generates (cfn-lint 1.x does not
+#      run the transform itself);
+#   3. project rules: every HEARTH_* variable set on a function that carries a Hearth layer
+#      is one the extension knows (extension/src/config.rs VARIABLES; the extension refuses
+#      unknown HEARTH_* names at start), and every `BuildMethod: makefile` resource has a
+#      build-<LogicalId> target in the Makefile.
+#
+# Tools: cfn-lint and aws-sam-translator in the project venv, installed on first use by
+# scripts/install-deploy-tools.sh check. Usage: scripts/check-template.sh [TEMPLATE]
+set -euo pipefail
+
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+venv="${HEARTH_VENV:-$root/.venv}"
+template="${1:-$root/template.yaml}"
+py="$venv/bin/python"
+export SAM_CLI_TELEMETRY=0 AWS_DEFAULT_REGION="${AWS_DEFAULT_REGION:-us-east-1}"
+
+# A fresh machine has neither tool: install them (pinned, idempotent, ~40 s once).
+if [ ! -x "$venv/bin/cfn-lint" ] || ! "$py" -c 'import samtranslator' 2>/dev/null; then
+  echo "check-template: installing cfn-lint and aws-sam-translator into $venv"
+  HEARTH_VENV="$venv" "$root/scripts/install-deploy-tools.sh" check
+fi
+
+tmp="$(mktemp -d)"
+trap 'rm -rf "$tmp"' EXIT
+status=0
+
+echo "check-template: cfn-lint $(basename "$template")"
+"$venv/bin/cfn-lint" -- "$template" || status=1
+
+echo "check-template: SAM transform + cfn-lint on the result"
+if "$py" "$root/scripts/sam_translate.py" "$template" "$tmp/translated.json"; then
+  "$venv/bin/cfn-lint" -- "$tmp/translated.json" || status=1
+else
+  status=1
+fi
+
+echo "check-template: project rules"
+"$py" - "$template" "$root/extension/src/config.rs" "$root/Makefile" <<'PY' || status=1
+import re, sys
+from cfnlint.decode import decode
+
+template_path, config_rs, makefile = sys.argv[1:4]
+template, problems = decode(template_path)
+if problems:
+    for p in problems:
+        print(p)
+    sys.exit(1)
+
+known = set(re.findall(r'^\s*\("(HEARTH_[A-Z0-9_]+)"', open(config_rs, encoding="utf-8").read(), re.M))
+if not known:
+    print(f"{config_rs}: found no VARIABLES entries; has the table moved?")
+    sys.exit(1)
+targets = set(re.findall(r"^(build-[A-Za-z0-9]+):", open(makefile, encoding="utf-8").read(), re.M))
+
+found = []
+for name, res in template.get("Resources", {}).items():
+    props = res.get("Properties", {}) or {}
+    meta = res.get("Metadata", {}) or {}
+    if meta.get("BuildMethod") == "makefile" and f"build-{name}" not in targets:
+        found.append(f"{name}: BuildMethod makefile but the Makefile has no build-{name} target")
+    if res.get("Type") == "AWS::Serverless::Function" and props.get("Layers"):
+        env = ((props.get("Environment") or {}).get("Variables") or {})
+        for var in env:
+            if var.startswith("HEARTH_") and var not in known:
+                found.append(f"{name}: {var} is not in the extension's VARIABLES table; the extension would refuse to start")
+for f in found:
+    print(f"check-template: {f}")
+sys.exit(1 if found else 0)
+PY
+
+if [ "$status" -eq 0 ]; then
+  echo "check-template: OK"
+else
+  echo "check-template: FAILED" >&2
+fi
+exit "$status"
