@@ -269,6 +269,8 @@ pub struct KmsConfig {
     pub capacity: NonZeroUsize,
     /// Share of any limit, in percent, after which a replacement key is generated ahead.
     pub refresh_percent: u8,
+    /// Encryption context of the data key generated at prewarm; `None` skips it.
+    pub prewarm_context: Option<std::collections::BTreeMap<String, String>>,
 }
 
 /// Transport security to the database.
@@ -385,6 +387,7 @@ pub const VARIABLES: &[(&str, Option<&str>, &str, &str)] = &[
     ("HEARTH_DB_ALLOW_PRIVILEGED_ROLE", None, "false", "Accept a superuser or BYPASSRLS role (they ignore RLS)."),
     ("HEARTH_DB_TLS", None, "require", "require (verify certificate and hostname) or disable (loopback hosts only)."),
     ("HEARTH_DB_CA_BUNDLE", None, "/opt/hearth/rds-ca-bundle.pem", "PEM CA bundle for TLS (the RDS global bundle for Aurora)."),
+    ("HEARTH_KMS_PREWARM_CONTEXT", None, "(empty context)", "Encryption context of the data key generated at prewarm, as key=value pairs separated by commas (match what the function sends, and any IAM condition), or none to skip."),
     ("HEARTH_KMS_REFRESH_AHEAD_PERCENT", None, "80", "Share of the age, message or byte limit after which a replacement key is generated ahead (50 to 100)."),
 ];
 
@@ -725,6 +728,25 @@ impl Config {
                 |s| s.parse::<u64>().ok().filter(|n| (1..=1 << 62).contains(n)),
             ),
             capacity: r.size("HEARTH_KMS_CACHE_SIZE", 1000, 1_000_000),
+            prewarm_context: r.parse(
+                "HEARTH_KMS_PREWARM_CONTEXT",
+                Some(std::collections::BTreeMap::new()),
+                "key=value pairs separated by commas, e.g. purpose=card, or none",
+                |s| {
+                    if s.eq_ignore_ascii_case("none") {
+                        return Some(None);
+                    }
+                    let mut ctx = std::collections::BTreeMap::new();
+                    for pair in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+                        let (k, v) = pair.split_once('=')?;
+                        if k.trim().is_empty() || k.trim().starts_with("aws-crypto-") {
+                            return None;
+                        }
+                        ctx.insert(k.trim().to_string(), v.trim().to_string());
+                    }
+                    Some(Some(ctx))
+                },
+            ),
             refresh_percent: r.parse(
                 "HEARTH_KMS_REFRESH_AHEAD_PERCENT",
                 80,
@@ -1189,6 +1211,34 @@ mod tests {
     }
 
     #[test]
+    fn kms_prewarm_context() {
+        let c = Config::from_env(&env(&[("HEARTH_TOKEN", "t")])).unwrap();
+        assert_eq!(c.kms.prewarm_context, Some(Default::default()));
+        let c = Config::from_env(&env(&[
+            ("HEARTH_TOKEN", "t"),
+            ("HEARTH_KMS_PREWARM_CONTEXT", "purpose=card, app=pay"),
+        ]))
+        .unwrap();
+        let ctx = c.kms.prewarm_context.unwrap();
+        assert_eq!(
+            (ctx["purpose"].as_str(), ctx["app"].as_str()),
+            ("card", "pay")
+        );
+        let c = Config::from_env(&env(&[
+            ("HEARTH_TOKEN", "t"),
+            ("HEARTH_KMS_PREWARM_CONTEXT", "none"),
+        ]))
+        .unwrap();
+        assert_eq!(c.kms.prewarm_context, None);
+        let e = Config::from_env(&env(&[
+            ("HEARTH_TOKEN", "t"),
+            ("HEARTH_KMS_PREWARM_CONTEXT", "purpose"),
+        ]))
+        .unwrap_err();
+        assert_eq!(e.problems[0].variable, "HEARTH_KMS_PREWARM_CONTEXT");
+    }
+
+    #[test]
     fn durations() {
         assert_eq!(parse_duration("250ms"), Some(Duration::from_millis(250)));
         assert_eq!(parse_duration("30"), Some(Duration::from_secs(30)));
@@ -1222,6 +1272,7 @@ mod tests {
                 max_bytes: 1 << 30,
                 capacity: NonZeroUsize::new(1000).unwrap(),
                 refresh_percent: 80,
+                prewarm_context: Some(Default::default()),
             }
         );
         let c = Config::from_env(&env(&[

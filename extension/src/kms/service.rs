@@ -278,10 +278,10 @@ impl KmsService {
         if !self.inner.cfg.caching {
             return Ok(false);
         }
-        let partition = Partition {
-            key_id,
-            context: EncryptionContext::new(),
+        let Some(context) = self.inner.cfg.prewarm_context.clone() else {
+            return Ok(false);
         };
+        let partition = Partition { key_id, context };
         self.inner.keys.warm(&partition).await?;
         Ok(true)
     }
