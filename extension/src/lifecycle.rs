@@ -195,7 +195,9 @@ async fn build_state(cfg: Config) -> Result<AppState, String> {
             Err(e) => return Err(format!("database pool: {e}")),
         },
     };
+    let http = Arc::new(crate::api::guard::HttpMetrics::new(&metrics));
     Ok(AppState {
+        http,
         config: Arc::new(cfg),
         metrics,
         secrets,

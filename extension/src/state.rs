@@ -22,6 +22,8 @@ pub struct AppState {
     pub kms: KmsService,
     /// Database pool, when `HEARTH_DB_SECRET_ID` is set.
     pub db: Option<Arc<Database>>,
+    /// The request guard's metric handles.
+    pub http: Arc<crate::api::guard::HttpMetrics>,
     /// Set once the background prewarm has finished.
     pub prewarmed: Arc<AtomicBool>,
 }

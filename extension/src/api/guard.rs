@@ -9,7 +9,10 @@ use axum::response::{IntoResponse, Response};
 use hearth::wire::TOKEN_HEADER;
 use subtle::ConstantTimeEq;
 
+use std::sync::Arc;
+
 use crate::error::ApiError;
+use crate::metrics::{Counter, Latency, Metrics};
 use crate::state::AppState;
 
 /// Whether `presented` equals `expected`, in time independent of where they differ.
@@ -18,10 +21,31 @@ pub fn token_matches(presented: &[u8], expected: &[u8]) -> bool {
     presented.ct_eq(expected).into()
 }
 
+/// The guard's metric handles, looked up once at init: a lookup by name takes the
+/// registry's lock, which the hot path should not (bench/PROFILING.md).
+#[derive(Debug)]
+pub struct HttpMetrics {
+    requests: Arc<Counter>,
+    rejected: Arc<Counter>,
+    errors: Arc<Counter>,
+    latency: Arc<Latency>,
+}
+
+impl HttpMetrics {
+    /// Registers the handles.
+    pub fn new(metrics: &Metrics) -> Self {
+        Self {
+            requests: metrics.counter("http.requests"),
+            rejected: metrics.counter("http.rejected"),
+            errors: metrics.counter("http.errors"),
+            latency: metrics.latency("http.latency"),
+        }
+    }
+}
+
 /// The middleware.
 pub async fn guard(State(state): State<AppState>, req: Request, next: Next) -> Response {
-    let requests = state.metrics.counter("http.requests");
-    requests.inc();
+    state.http.requests.inc();
     if req.headers().contains_key("x-forwarded-for") {
         return reject(&state, ApiError::ForwardedRequest);
     }
@@ -41,18 +65,15 @@ pub async fn guard(State(state): State<AppState>, req: Request, next: Next) -> R
         Ok(r) => r,
         Err(_) => ApiError::RequestTimeout.into_response(),
     };
-    state
-        .metrics
-        .latency("http.latency")
-        .record(started.elapsed());
+    state.http.latency.record(started.elapsed());
     if resp.status().is_client_error() || resp.status().is_server_error() {
-        state.metrics.counter("http.errors").inc();
+        state.http.errors.inc();
     }
     resp
 }
 
 fn reject(state: &AppState, e: ApiError) -> Response {
-    state.metrics.counter("http.rejected").inc();
+    state.http.rejected.inc();
     e.into_response()
 }
 

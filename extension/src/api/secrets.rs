@@ -2,10 +2,13 @@
 //! query, header and response as AWS's Parameters and Secrets extension, so existing code
 //! works unchanged.
 
+use std::sync::Arc;
+
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
 use axum::Json;
 use hearth::wire::SecretValue;
+use serde::{Serialize, Serializer};
 
 use crate::error::ApiError;
 use crate::secrets::SecretKey;
@@ -90,11 +93,22 @@ pub fn parse_query(pairs: &[(String, String)]) -> Result<(SecretKey, bool), ApiE
     ))
 }
 
+/// A cached value serialized in place, straight from the cache's `Arc`. Cloning it per read
+/// cost an allocation and a copy per field (about 4% of a cached read's instructions, see
+/// bench/PROFILING.md) and left one more unzeroized copy of the secret on the heap.
+pub struct Cached(pub Arc<SecretValue>);
+
+impl Serialize for Cached {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.0.serialize(s)
+    }
+}
+
 /// The handler.
 pub async fn get(
     State(state): State<AppState>,
     query: Result<Query<Vec<(String, String)>>, QueryRejection>,
-) -> Result<Json<SecretValue>, ApiError> {
+) -> Result<Json<Cached>, ApiError> {
     let Query(pairs) = query.map_err(|_| {
         invalid(
             "InvalidParameter",
@@ -103,7 +117,7 @@ pub async fn get(
     })?;
     let (key, refresh_now) = parse_query(&pairs)?;
     let value = state.secrets.get(&key, refresh_now).await?;
-    Ok(Json((*value).clone()))
+    Ok(Json(Cached(value)))
 }
 
 #[cfg(test)]

@@ -1,0 +1,190 @@
+//! One RLS-scoped single-row SELECT, four ways, against the same Postgres:
+//!
+//! - through Hearth (`POST /v1/db/query`, keep-alive HTTP, its warm pool, pipelined);
+//! - connect per invocation: a new tokio-postgres connection (SCRAM) every time, then
+//!   `BEGIN; SELECT set_config(..); SELECT ..; COMMIT` as a function without a pool would;
+//! - an in-process pool: hearth-db's `Db` used as a library (Hearth minus the HTTP hop);
+//! - PgBouncer in transaction mode: a warm client connection to it (as a function that keeps
+//!   its connection across invocations), and connect-per-invocation to it.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use hearth::wire::QueryRequest;
+use hearth_db::{Db, DbConfig, DbCredentials, StaticCredentials, TlsMode};
+use hearth_tests::hearth::TOKEN;
+use serde_json::{json, Value};
+use tokio_postgres::types::Type;
+use tokio_postgres::{Client, NoTls};
+
+use crate::client::Http;
+use crate::peers::{row_id, Peers, DB, DB_PASSWORD, DB_USER, QUERY, TENANT};
+use crate::report::{Comparison, Row};
+use crate::stats::{measure, Budget};
+
+async fn connect(conn: &str) -> Result<Client, String> {
+    let (client, connection) = tokio_postgres::connect(conn, NoTls)
+        .await
+        .map_err(|e| format!("connect: {e}"))?;
+    tokio::spawn(async move {
+        let _ = connection.await;
+    });
+    Ok(client)
+}
+
+/// The RLS-scoped request on a plain client, with statements prepared by the driver (what
+/// most function code does).
+async fn scoped_select(c: &mut Client, id: i64) -> Result<(), String> {
+    let tx = c.transaction().await.map_err(|e| format!("BEGIN: {e}"))?;
+    tx.query("SELECT set_config('app.tenant_id', $1, true)", &[&TENANT])
+        .await
+        .map_err(|e| format!("set_config: {e}"))?;
+    let rows = tx
+        .query(QUERY, &[&id])
+        .await
+        .map_err(|e| format!("SELECT: {e}"))?;
+    tx.commit().await.map_err(|e| format!("COMMIT: {e}"))?;
+    one_row(rows.len())
+}
+
+/// The same with unnamed statements (`query_typed`): the only form PgBouncer 1.18's
+/// transaction mode can carry, since a named prepared statement may land on another server
+/// connection.
+async fn scoped_select_unnamed(c: &mut Client, id: i64) -> Result<(), String> {
+    let tx = c.transaction().await.map_err(|e| format!("BEGIN: {e}"))?;
+    tx.query_typed(
+        "SELECT set_config('app.tenant_id', $1, true)",
+        &[(&TENANT, Type::TEXT)],
+    )
+    .await
+    .map_err(|e| format!("set_config: {e}"))?;
+    let rows = tx
+        .query_typed(QUERY, &[(&id, Type::INT8)])
+        .await
+        .map_err(|e| format!("SELECT: {e}"))?;
+    tx.commit().await.map_err(|e| format!("COMMIT: {e}"))?;
+    one_row(rows.len())
+}
+
+fn one_row(n: usize) -> Result<(), String> {
+    if n == 1 {
+        Ok(())
+    } else {
+        Err(format!("expected 1 row under RLS, got {n}"))
+    }
+}
+
+fn query_body(i: usize) -> Bytes {
+    Bytes::from(json!({"sql": QUERY, "params": [row_id(i)], "tenant": TENANT}).to_string())
+}
+
+/// Runs the comparison.
+pub async fn run(p: &Peers, quick: bool) -> Result<Comparison, String> {
+    let scale = if quick { 20 } else { 1 };
+    let warm = Budget::new(200, 10_000, 10).scaled(scale);
+    let cold = Budget::new(5, 300, 10).scaled(scale);
+
+    // Hearth.
+    let mut http = Http::connect(p.hearth.port, Some(TOKEN)).await?;
+    let check = http.post_ok("/v1/db/query", query_body(0)).await?;
+    let v: Value = serde_json::from_slice(&check).map_err(|e| e.to_string())?;
+    if v["rowCount"] != json!(1) {
+        return Err(format!("Hearth's query returned {v}"));
+    }
+    let hearth = measure(warm, &mut http, |http, i| {
+        Box::pin(async move {
+            let b = http.post_ok("/v1/db/query", query_body(i)).await?;
+            // Checked cheaply: one row came back (`"rowCount":1`).
+            if contains(&b, b"\"rowCount\":1") {
+                Ok(())
+            } else {
+                Err(format!("unexpected reply {}", String::from_utf8_lossy(&b)))
+            }
+        })
+    })
+    .await?;
+    drop(http);
+
+    // Connect per invocation (SCRAM each time).
+    let conn = p.pg_conn();
+    let mut st = conn.clone();
+    let per_invocation = measure(cold, &mut st, |conn, i| {
+        Box::pin(async move {
+            let mut c = connect(conn).await?;
+            scoped_select(&mut c, row_id(i)).await
+        })
+    })
+    .await?;
+
+    // In-process pool: hearth-db as a library, same protocol as Hearth, no HTTP.
+    let mut cfg = DbConfig::new(TlsMode::Disable);
+    cfg.verify_idle_after = std::time::Duration::from_secs(5);
+    let creds = StaticCredentials::new(DbCredentials {
+        host: "127.0.0.1".into(),
+        port: p.pg.port(),
+        dbname: DB.into(),
+        username: DB_USER.into(),
+        password: DB_PASSWORD.into(),
+    });
+    let db = Db::new(cfg, Arc::new(creds)).map_err(|e| format!("hearth-db: {e}"))?;
+    db.warm()
+        .await
+        .map_err(|e| format!("hearth-db warm: {e}"))?;
+    let mut db_state = db;
+    let pool = measure(warm, &mut db_state, |db, i| {
+        let req = QueryRequest {
+            sql: QUERY.into(),
+            params: vec![json!(row_id(i))],
+            tenant: Some(TENANT.into()),
+            context: BTreeMap::new(),
+        };
+        Box::pin(async move {
+            let r = db
+                .query(&req)
+                .await
+                .map_err(|e| format!("hearth-db: {e}"))?;
+            one_row(r.rows.len())
+        })
+    })
+    .await?;
+    db_state.close();
+
+    // PgBouncer, warm client connection.
+    let mut c = connect(&p.bouncer_conn()).await?;
+    let bouncer_warm = measure(warm, &mut c, |c, i| {
+        Box::pin(async move { scoped_select_unnamed(c, row_id(i)).await })
+    })
+    .await?;
+    drop(c);
+
+    // PgBouncer, connect per invocation.
+    let mut st = p.bouncer_conn();
+    let bouncer_cold = measure(cold, &mut st, |conn, i| {
+        Box::pin(async move {
+            let mut c = connect(conn).await?;
+            scoped_select_unnamed(&mut c, row_id(i)).await
+        })
+    })
+    .await?;
+
+    Ok(Comparison {
+        id: "rls_select".into(),
+        title: "RLS-scoped single-row SELECT: Hearth vs connect-per-invocation vs in-process pool vs PgBouncer".into(),
+        baseline: 1,
+        rows: vec![
+            Row::new("Hearth (POST /v1/db/query, keep-alive HTTP)", hearth, "BEGIN, set_config, SELECT, COMMIT, RESET ALL pipelined on a warm pooled connection"),
+            Row::new("connect per invocation (tokio-postgres, SCRAM)", per_invocation, "new connection + SCRAM every time; BEGIN, set_config, SELECT, COMMIT (driver-prepared)"),
+            Row::new("in-process pool (hearth-db `Db` as a library)", pool, "Hearth's pool and protocol without the HTTP hop"),
+            Row::new("PgBouncer transaction mode, warm client connection", bouncer_warm, "BEGIN, set_config, SELECT, COMMIT as 4 round trips, unnamed statements"),
+            Row::new("PgBouncer transaction mode, connect per invocation", bouncer_cold, "SCRAM to PgBouncer every time, then as above"),
+        ],
+        notes: vec![format!(
+            "Same Postgres, same table (1,000 rows, ENABLE + FORCE ROW LEVEL SECURITY), same query `{QUERY}` as tenant `{TENANT}`, always one row. PgBouncer: pool_mode=transaction, default_pool_size=4, SCRAM on both sides."
+        )],
+    })
+}
+
+fn contains(hay: &[u8], needle: &[u8]) -> bool {
+    hay.windows(needle.len()).any(|w| w == needle)
+}
