@@ -261,3 +261,39 @@ mod tests {
         assert_eq!(kms.client(Side::Fallback), &Some("us-east-1".to_string()));
     }
 }
+
+// The SDK crates all re-export smithy's one `SdkError` type.
+use aws_sdk_secretsmanager::error::SdkError;
+
+/// A failure that happened before (or instead of) a service answer, as both the Secrets
+/// Manager and the KMS error mappings see it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TransportFailure {
+    /// An attempt or the whole operation ran out of time.
+    Timeout,
+    /// Nothing could be sent or received; the text says which (never a value).
+    Unavailable(&'static str),
+    /// An answer came back that could not be parsed.
+    Unparseable,
+    /// The request could not be built from its inputs.
+    Construction,
+    /// Any other SDK failure.
+    Unknown,
+}
+
+/// Classifies an SDK error that is not a service answer; `None` for a service error, which
+/// each caller maps to its own typed error.
+pub fn transport_failure<E, R>(e: &SdkError<E, R>) -> Option<TransportFailure> {
+    Some(match e {
+        SdkError::ServiceError(_) => return None,
+        SdkError::TimeoutError(_) => TransportFailure::Timeout,
+        SdkError::DispatchFailure(d) if d.is_timeout() => TransportFailure::Timeout,
+        SdkError::DispatchFailure(d) if d.is_io() => {
+            TransportFailure::Unavailable("connection failed")
+        }
+        SdkError::DispatchFailure(_) => TransportFailure::Unavailable("request could not be sent"),
+        SdkError::ResponseError(_) => TransportFailure::Unparseable,
+        SdkError::ConstructionFailure(_) => TransportFailure::Construction,
+        _ => TransportFailure::Unknown,
+    })
+}

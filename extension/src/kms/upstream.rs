@@ -30,6 +30,8 @@ use aws_sdk_kms::primitives::Blob;
 use aws_sdk_kms::types::DataKeySpec;
 use futures::future::BoxFuture;
 use hearth_esdk::{DataKey, EncryptedDataKey, EncryptionContext, AWS_KMS_PROVIDER_ID};
+
+use crate::aws::TransportFailure;
 use zeroize::Zeroize as _;
 
 use super::cache::{KeySource, Materials, Partition};
@@ -403,23 +405,20 @@ where
                 },
             }
         }
-        SdkError::TimeoutError(_) => KmsError::Timeout,
-        SdkError::DispatchFailure(d) if d.is_timeout() => KmsError::Timeout,
-        SdkError::DispatchFailure(d) => KmsError::Unavailable {
-            reason: if d.is_io() {
-                "connection failed".into()
-            } else {
-                "request could not be sent".into()
+        other => match crate::aws::transport_failure(other) {
+            Some(TransportFailure::Timeout) => KmsError::Timeout,
+            Some(TransportFailure::Unavailable(reason)) => KmsError::Unavailable {
+                reason: reason.into(),
             },
-        },
-        SdkError::ResponseError(_) => KmsError::Upstream {
-            message: "unparseable response".into(),
-        },
-        SdkError::ConstructionFailure(_) => KmsError::Upstream {
-            message: "the request could not be built (check the key id)".into(),
-        },
-        _ => KmsError::Upstream {
-            message: "unknown failure".into(),
+            Some(TransportFailure::Unparseable) => KmsError::Upstream {
+                message: "unparseable response".into(),
+            },
+            Some(TransportFailure::Construction) => KmsError::Upstream {
+                message: "the request could not be built (check the key id)".into(),
+            },
+            Some(TransportFailure::Unknown) | None => KmsError::Upstream {
+                message: "unknown failure".into(),
+            },
         },
     }
 }

@@ -19,6 +19,7 @@ use hearth::wire::SecretValue;
 
 use super::{SecretKey, SecretsError};
 use crate::aws::Regional;
+use crate::aws::TransportFailure;
 use crate::failover::{Outage, Service, Side};
 use crate::metrics::{Counter, Latency, Metrics};
 
@@ -145,23 +146,20 @@ fn map_error<R>(secret_id: &str, e: &SdkError<GetSecretValueError, R>) -> Secret
                 },
             }
         }
-        SdkError::TimeoutError(_) => SecretsError::Timeout,
-        SdkError::DispatchFailure(d) if d.is_timeout() => SecretsError::Timeout,
-        SdkError::DispatchFailure(d) => SecretsError::Unavailable {
-            reason: if d.is_io() {
-                "connection failed".into()
-            } else {
-                "request could not be sent".into()
+        other => match crate::aws::transport_failure(other) {
+            Some(TransportFailure::Timeout) => SecretsError::Timeout,
+            Some(TransportFailure::Unavailable(reason)) => SecretsError::Unavailable {
+                reason: reason.into(),
             },
-        },
-        SdkError::ResponseError(_) => SecretsError::Upstream {
-            message: "unparseable response".into(),
-        },
-        SdkError::ConstructionFailure(_) => SecretsError::InvalidRequest {
-            message: "the request could not be built (check the secret id)".into(),
-        },
-        _ => SecretsError::Upstream {
-            message: "unknown failure".into(),
+            Some(TransportFailure::Unparseable) => SecretsError::Upstream {
+                message: "unparseable response".into(),
+            },
+            Some(TransportFailure::Construction) => SecretsError::InvalidRequest {
+                message: "the request could not be built (check the secret id)".into(),
+            },
+            Some(TransportFailure::Unknown) | None => SecretsError::Upstream {
+                message: "unknown failure".into(),
+            },
         },
     }
 }
