@@ -17,6 +17,7 @@
 //! - [`failover`]: the circuit breaker between a service's primary and fallback regions.
 //! - [`arn`]: ARN region helpers and the multi-Region key match.
 //! - [`metrics`] and [`emf`]: counters, latency summaries, CloudWatch EMF lines.
+//! - [`flight`]: single-flight calls shared by the secrets and KMS caches.
 //! - [`prewarm`]: warming caches at init and on `POST /v1/warm`.
 //! - [`logging`]: `tracing` set-up.
 //! - [`state`]: what handlers can reach.
@@ -29,6 +30,7 @@ pub mod database;
 pub mod emf;
 pub mod error;
 pub mod failover;
+pub mod flight;
 pub mod kms;
 pub mod lifecycle;
 pub mod logging;

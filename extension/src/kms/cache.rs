@@ -28,9 +28,9 @@ use lru::LruCache;
 use tokio::sync::Semaphore;
 use tokio::time::Instant;
 
-use super::flight::SingleFlight;
 use super::limits::{Limits, Refusal, Usage};
 use super::KmsError;
+use crate::flight::SingleFlight;
 use crate::metrics::{Counter, Gauge, Metrics};
 
 /// Background replacements running at once, so a thaw with many due partitions does not
@@ -128,7 +128,7 @@ struct Inner {
     source: Arc<dyn KeySource>,
     // A std Mutex: held for a map operation only, never across an await.
     entries: Mutex<LruCache<Partition, Arc<Entry>>>,
-    flight: SingleFlight<Partition, Arc<Entry>>,
+    flight: SingleFlight<Partition, Arc<Entry>, KmsError>,
     refresh_slots: Semaphore,
     closed: AtomicBool,
     hits: Arc<Counter>,

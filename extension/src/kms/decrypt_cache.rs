@@ -16,8 +16,8 @@ use hearth_esdk::{DataKey, EncryptionContext};
 use lru::LruCache;
 use tokio::time::Instant;
 
-use super::flight::SingleFlight;
 use super::KmsError;
+use crate::flight::SingleFlight;
 use crate::metrics::{Counter, Gauge, Metrics};
 
 /// What a decrypted data key is cached under.
@@ -42,7 +42,7 @@ pub struct Decrypted {
 struct Inner {
     max_age: Duration,
     entries: Mutex<LruCache<DecryptKey, Arc<Decrypted>>>,
-    flight: SingleFlight<DecryptKey, Arc<Decrypted>>,
+    flight: SingleFlight<DecryptKey, Arc<Decrypted>, KmsError>,
     closed: AtomicBool,
     hits: Arc<Counter>,
     misses: Arc<Counter>,

@@ -3,7 +3,6 @@
 //! strict limits.
 //!
 //! - [`limits`]: the limit arithmetic (max age, messages, bytes; refresh-ahead thresholds).
-//! - [`flight`]: single-flight, shared by both caches.
 //! - [`cache`]: the encryption-side data-key cache, partitioned by (key id, context).
 //! - [`decrypt_cache`]: decrypted data keys, keyed by (encrypted data key, context).
 //! - [`upstream`]: the GenerateDataKey and Decrypt calls and the mapping of their errors.
@@ -11,7 +10,6 @@
 
 pub mod cache;
 pub mod decrypt_cache;
-pub mod flight;
 pub mod limits;
 pub mod service;
 pub mod upstream;
@@ -130,6 +128,14 @@ impl KmsError {
                 | KmsError::NoKmsDataKey
                 | KmsError::InvalidCiphertext
         )
+    }
+}
+
+impl crate::flight::Interrupted for KmsError {
+    fn interrupted() -> Self {
+        KmsError::Unavailable {
+            reason: "the KMS call was interrupted".into(),
+        }
     }
 }
 

@@ -16,19 +16,19 @@
 //! ahead is driven by reads and by INVOKE events ([`SecretsCache::refresh_ahead`]), never
 //! only by a timer. Time is `tokio::time::Instant`, which keeps counting across a freeze.
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use hearth::wire::SecretValue;
 use lru::LruCache;
-use tokio::sync::{watch, Semaphore};
+use tokio::sync::Semaphore;
 use tokio::time::Instant;
 
 use super::upstream::SecretsUpstream;
 use super::{SecretKey, SecretsError};
 use crate::config::SecretsConfig;
+use crate::flight::SingleFlight;
 use crate::metrics::{Counter, Gauge, Metrics};
 
 type FetchResult = Result<Arc<SecretValue>, SecretsError>;
@@ -50,7 +50,7 @@ struct Inner {
     upstream: SecretsUpstream,
     // std Mutexes: held for a map operation only, never across an await.
     entries: Mutex<LruCache<SecretKey, Arc<Entry>>>,
-    inflight: Mutex<HashMap<SecretKey, watch::Receiver<Option<FetchResult>>>>,
+    flight: SingleFlight<SecretKey, Arc<SecretValue>, SecretsError>,
     refresh_slots: Semaphore,
     hits: Arc<Counter>,
     misses: Arc<Counter>,
@@ -95,7 +95,7 @@ impl SecretsCache {
                 cfg,
                 upstream,
                 entries: Mutex::new(LruCache::new(capacity)),
-                inflight: Mutex::new(HashMap::new()),
+                flight: SingleFlight::default(),
                 refresh_slots: Semaphore::new(REFRESH_CONCURRENCY),
                 hits: metrics.counter("secrets.hits"),
                 misses: metrics.counter("secrets.misses"),
@@ -226,46 +226,26 @@ impl SecretsCache {
         });
     }
 
-    /// Fetches `key` from upstream, sharing one call among concurrent callers.
+    /// Fetches `key` from upstream, sharing one call among concurrent callers. The result
+    /// is cached before the call leaves the in-flight map, so no caller sees neither.
     async fn fetch_shared(&self, key: &SecretKey) -> FetchResult {
-        let mut rx = {
-            let mut inflight = self
-                .inner
-                .inflight
-                .lock()
-                .unwrap_or_else(|p| p.into_inner());
-            if let Some(rx) = inflight.get(key) {
-                self.inner.coalesced.inc();
-                rx.clone()
-            } else {
-                let (tx, rx) = watch::channel(None);
-                inflight.insert(key.clone(), rx.clone());
+        let (res, joined) = self
+            .inner
+            .flight
+            .run(key, || {
                 let this = self.clone();
                 let key = key.clone();
-                tokio::spawn(async move {
-                    let res = this.inner.upstream.get(&key).await.map(Arc::new);
-                    if let Ok(v) = &res {
-                        this.insert(key.clone(), v.clone());
-                    }
-                    // Insert before leaving the in-flight map, so no caller sees neither.
-                    this.inner
-                        .inflight
-                        .lock()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .remove(&key);
-                    let _ = tx.send(Some(res));
-                });
-                rx
-            }
-        };
-        let answer = match rx.wait_for(Option::is_some).await {
-            Ok(v) => v.clone(),
-            // The fetch task ended without answering (runtime shutting down).
-            Err(_) => None,
-        };
-        answer.unwrap_or(Err(SecretsError::Unavailable {
-            reason: "the fetch was interrupted".into(),
-        }))
+                async move {
+                    let v = Arc::new(this.inner.upstream.get(&key).await?);
+                    this.insert(key, v.clone());
+                    Ok(v)
+                }
+            })
+            .await;
+        if joined {
+            self.inner.coalesced.inc();
+        }
+        res
     }
 
     fn insert(&self, key: SecretKey, value: Arc<SecretValue>) {

@@ -99,3 +99,11 @@ impl SecretsError {
         )
     }
 }
+
+impl crate::flight::Interrupted for SecretsError {
+    fn interrupted() -> Self {
+        SecretsError::Unavailable {
+            reason: "the fetch was interrupted".into(),
+        }
+    }
+}

@@ -12,17 +12,22 @@ use std::sync::{Arc, Mutex};
 
 use tokio::sync::watch;
 
-use super::KmsError;
-
-type Slot<V> = watch::Receiver<Option<Result<V, KmsError>>>;
-
-/// The in-flight calls, by key.
-pub struct SingleFlight<K, V> {
-    // A std Mutex: held for a map operation only, never across an await.
-    inflight: Arc<Mutex<HashMap<K, Slot<V>>>>,
+/// An error that can stand for a call whose task ended without answering (the runtime
+/// shutting down).
+pub trait Interrupted {
+    /// The error every waiter gets then.
+    fn interrupted() -> Self;
 }
 
-impl<K, V> Default for SingleFlight<K, V> {
+type Slot<V, E> = watch::Receiver<Option<Result<V, E>>>;
+
+/// The in-flight calls, by key.
+pub struct SingleFlight<K, V, E> {
+    // A std Mutex: held for a map operation only, never across an await.
+    inflight: Arc<Mutex<HashMap<K, Slot<V, E>>>>,
+}
+
+impl<K, V, E> Default for SingleFlight<K, V, E> {
     fn default() -> Self {
         Self {
             inflight: Arc::default(),
@@ -30,17 +35,18 @@ impl<K, V> Default for SingleFlight<K, V> {
     }
 }
 
-impl<K, V> SingleFlight<K, V>
+impl<K, V, E> SingleFlight<K, V, E>
 where
     K: Hash + Eq + Clone + Send + Sync + 'static,
     V: Clone + Send + Sync + 'static,
+    E: Interrupted + Clone + Send + Sync + 'static,
 {
     /// The result of the call for `key`: joins the one in flight, or starts `make()` as a
     /// task. The flag says whether this caller joined another's call.
-    pub async fn run<F, Fut>(&self, key: &K, make: F) -> (Result<V, KmsError>, bool)
+    pub async fn run<F, Fut>(&self, key: &K, make: F) -> (Result<V, E>, bool)
     where
         F: FnOnce() -> Fut,
-        Fut: Future<Output = Result<V, KmsError>> + Send + 'static,
+        Fut: Future<Output = Result<V, E>> + Send + 'static,
     {
         let (mut rx, joined) = self.join(key, make);
         let answer = match rx.wait_for(Option::is_some).await {
@@ -48,9 +54,7 @@ where
             // The task ended without answering (runtime shutting down).
             Err(_) => None,
         };
-        let res = answer.unwrap_or(Err(KmsError::Unavailable {
-            reason: "the KMS call was interrupted".into(),
-        }));
+        let res = answer.unwrap_or_else(|| Err(E::interrupted()));
         (res, joined)
     }
 
@@ -67,10 +71,10 @@ where
         self.len() == 0
     }
 
-    fn join<F, Fut>(&self, key: &K, make: F) -> (Slot<V>, bool)
+    fn join<F, Fut>(&self, key: &K, make: F) -> (Slot<V, E>, bool)
     where
         F: FnOnce() -> Fut,
-        Fut: Future<Output = Result<V, KmsError>> + Send + 'static,
+        Fut: Future<Output = Result<V, E>> + Send + 'static,
     {
         let mut inflight = self.inflight.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(rx) = inflight.get(key) {
@@ -97,10 +101,11 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
+    use crate::kms::KmsError;
 
     #[tokio::test(start_paused = true)]
     async fn concurrent_callers_share_one_call() {
-        let flight: Arc<SingleFlight<u8, u32>> = Arc::default();
+        let flight: Arc<SingleFlight<u8, u32, KmsError>> = Arc::default();
         let calls = Arc::new(AtomicU32::new(0));
         let tasks: Vec<_> = (0..20)
             .map(|_| {
@@ -130,7 +135,7 @@ mod tests {
 
     #[tokio::test]
     async fn errors_reach_every_waiter_and_the_next_call_retries() {
-        let flight: SingleFlight<u8, u32> = SingleFlight::default();
+        let flight: SingleFlight<u8, u32, KmsError> = SingleFlight::default();
         let (r, _) = flight.run(&1, || async { Err(KmsError::Throttled) }).await;
         assert_eq!(r, Err(KmsError::Throttled));
         let (r, joined) = flight.run(&1, || async { Ok(1) }).await;
