@@ -7,9 +7,10 @@
 # every benchmark side by side with its baseline, and writes bench/results/report.md and
 # bench/results/report.json. Exits non-zero when a comparison could not run.
 #
-#   scripts/bench.sh [--quick] [--out DIR]
+#   scripts/bench.sh [--quick] [--only-db] [--out DIR]
 #
 #   --quick      smaller counts and shorter windows (a smoke run; figures are rough)
+#   --only-db    only the database comparisons (RLS query, and what tenant isolation costs)
 #   --out DIR    where the report goes (default bench/results)
 #
 # Environment: CARGO_TARGET_DIR (default: cargo's, target/); NICE, a command prefix for the

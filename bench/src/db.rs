@@ -79,6 +79,136 @@ fn query_body(i: usize) -> Bytes {
     Bytes::from(json!({"sql": QUERY, "params": [row_id(i)], "tenant": TENANT}).to_string())
 }
 
+/// One request of the RLS protocol on a warm raw connection, every step written at once (one
+/// round trip): `BEGIN`, the tenant setting, the statement, then `finish`. `named` runs the
+/// setting and the statement as driver-prepared named statements (what Hearth did before the
+/// isolation work), else as the unnamed statement (what it does now).
+async fn protocol_once(
+    c: &Client,
+    stmts: &(tokio_postgres::Statement, tokio_postgres::Statement),
+    (named_set, named_query): (bool, bool),
+    finish: &[&str],
+    id: i64,
+) -> Result<(), String> {
+    use futures::future::{join, join_all};
+    let begin = c.simple_query("BEGIN");
+    let set = async {
+        if named_set {
+            c.query(&stmts.0, &[&TENANT]).await
+        } else {
+            c.query_typed(
+                hearth_db::SET_CONFIG_SQL,
+                &[(&"app.tenant_id", Type::TEXT), (&TENANT, Type::TEXT)],
+            )
+            .await
+        }
+    };
+    let query = async {
+        if named_query {
+            c.query(&stmts.1, &[&id]).await
+        } else {
+            c.query_typed(QUERY, &[(&id, Type::INT8)]).await
+        }
+    };
+    let work = async {
+        let (a, b) = join(set, query).await;
+        a.and(b)
+    };
+    let finish = join_all(finish.iter().map(|sql| c.simple_query(sql)));
+    let (b, rows, f) = futures::future::join3(begin, work, finish).await;
+    b.map_err(|e| format!("BEGIN: {e}"))?;
+    let rows = rows.map_err(|e| format!("statement: {e}"))?;
+    for r in f {
+        r.map_err(|e| format!("finish: {e}"))?;
+    }
+    one_row(rows.len())
+}
+
+/// What the isolation protocol costs per request, on one warm raw connection with no HTTP and
+/// no JSON: the steps Hearth ran before (named statements, `COMMIT; RESET ALL; RESET ROLE`)
+/// against what it runs now (unnamed statements, `COMMIT`, then the full session clean-up),
+/// and each change alone.
+pub async fn protocol(p: &Peers, quick: bool) -> Result<Comparison, String> {
+    let scale = if quick { 20 } else { 1 };
+    let budget = Budget::new(500, 20_000, 10).scaled(scale);
+    let c = connect(&p.pg_conn()).await?;
+    let stmts = (
+        c.prepare("SELECT set_config('app.tenant_id', $1, true)")
+            .await
+            .map_err(|e| format!("prepare: {e}"))?,
+        c.prepare(QUERY)
+            .await
+            .map_err(|e| format!("prepare: {e}"))?,
+    );
+    let old_finish: &[&str] = &["COMMIT; RESET ALL; RESET ROLE"];
+    let finish: &[&str] = &[hearth_db::FINISH_SQL];
+    let mut rows = Vec::new();
+    // (label, (set_config named, statement named), finish, note)
+    type Case<'a> = (&'a str, (bool, bool), &'a [&'a str], &'a str);
+    let plan: [Case<'_>; 4] = [
+        (
+            "before: named statements, COMMIT; RESET ALL; RESET ROLE",
+            (true, true),
+            old_finish,
+            "the protocol before the isolation work",
+        ),
+        (
+            "now: unnamed set_config, named statement, FINISH_SQL",
+            (false, true),
+            finish,
+            "Hearth's protocol: clean-up and check in the COMMIT message",
+        ),
+        (
+            "alternative: unnamed set_config and statement, FINISH_SQL",
+            (false, false),
+            finish,
+            "no named statement of Hearth's at all: the statement is parsed and planned every time",
+        ),
+        (
+            "alternative: named set_config and statement, FINISH_SQL",
+            (true, true),
+            finish,
+            "cheapest, but the protocol step becomes replaceable (then caught by the check)",
+        ),
+    ];
+    let mut keep = Vec::new();
+    for pass in 0..2 {
+        if pass == 1 {
+            // The check reads pg_prepared_statements: its cost grows with the statements a
+            // connection has cached.
+            for i in 0..120 {
+                let sql = format!("SELECT id, body FROM notes WHERE id = $1 AND {i} = {i}");
+                keep.push(c.prepare(&sql).await.map_err(|e| format!("prepare: {e}"))?);
+            }
+        }
+        for (label, modes, finish, note) in plan.iter().take(if pass == 0 { 4 } else { 2 }) {
+            let mut st = &c;
+            let stmts = &stmts;
+            let s = measure(budget, &mut st, |c, i| {
+                Box::pin(protocol_once(c, stmts, *modes, finish, row_id(i)))
+            })
+            .await?;
+            let label = if pass == 0 {
+                (*label).to_owned()
+            } else {
+                format!("{label}, 120 more statements cached")
+            };
+            rows.push(Row::new(label, s, *note));
+        }
+    }
+    drop(keep);
+    Ok(Comparison {
+        id: "rls_protocol".into(),
+        title: "What tenant isolation costs per request (raw connection, one round trip, no HTTP)".into(),
+        baseline: 0,
+        rows,
+        notes: vec![format!(
+            "One warm tokio-postgres connection to the same Postgres, `{QUERY}` as tenant `{TENANT}`, every step of a request written at once. The clean-up is `hearth_db::FINISH_SQL`: {}",
+            hearth_db::FINISH_SQL
+        )],
+    })
+}
+
 /// Runs the comparison.
 pub async fn run(p: &Peers, quick: bool) -> Result<Comparison, String> {
     let scale = if quick { 20 } else { 1 };
@@ -138,6 +268,7 @@ pub async fn run(p: &Peers, quick: bool) -> Result<Comparison, String> {
             params: vec![json!(row_id(i))],
             tenant: Some(TENANT.into()),
             context: BTreeMap::new(),
+            row_mode: None,
         };
         Box::pin(async move {
             let r = db

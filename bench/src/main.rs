@@ -16,7 +16,7 @@
 //! - [`machine`]: the machine and versions; [`goals`]: the goals, met or missed;
 //!   [`report`]: Markdown and JSON.
 //!
-//! Usage: `hearth-bench [--quick] [--out DIR]` (default DIR: `bench/results`), or
+//! Usage: `hearth-bench [--quick] [--only-db] [--out DIR]` (default DIR: `bench/results`), or
 //! `hearth-bench profile --hearth BINARY [--reads N]` ([`profile`], see bench/PROFILING.md).
 
 mod client;
@@ -46,23 +46,27 @@ use crate::stats::round2;
 
 struct Args {
     quick: bool,
+    /// Only the database comparisons (`--only-db`).
+    only_db: bool,
     out: PathBuf,
 }
 
 fn args() -> Result<Args, String> {
     let mut a = Args {
         quick: false,
+        only_db: false,
         out: workspace_root().join("bench/results"),
     };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
         match arg.as_str() {
             "--quick" => a.quick = true,
+            "--only-db" => a.only_db = true,
             "--out" => a.out = PathBuf::from(it.next().ok_or("--out needs a directory")?),
             other => {
                 return Err(format!(
-                    "unknown argument {other:?}; usage: hearth-bench [--quick] [--out DIR]"
-                ))
+                "unknown argument {other:?}; usage: hearth-bench [--quick] [--only-db] [--out DIR]"
+            ))
             }
         }
     }
@@ -110,6 +114,19 @@ async fn run(a: &Args) -> Report {
         }
     };
     r.versions = machine::versions(&p).await;
+    if a.only_db {
+        record(
+            &mut r,
+            "RLS query",
+            db::run(&p, a.quick).await.map(|c| vec![c]),
+        );
+        record(
+            &mut r,
+            "RLS protocol",
+            db::protocol(&p, a.quick).await.map(|c| vec![c]),
+        );
+        return r;
+    }
 
     // Idle RSS: after start and prewarm, before any load.
     tokio::time::sleep(Duration::from_secs(2)).await;
@@ -142,6 +159,11 @@ async fn run(a: &Args) -> Report {
         &mut r,
         "RLS query",
         db::run(&p, a.quick).await.map(|c| vec![c]),
+    );
+    record(
+        &mut r,
+        "RLS protocol",
+        db::protocol(&p, a.quick).await.map(|c| vec![c]),
     );
 
     eprintln!("hearth-bench: HTTP hop");

@@ -64,7 +64,8 @@ impl Peers {
             .await
             .batch_execute(&format!(
                 "CREATE TABLE notes (id bigserial PRIMARY KEY, tenant text NOT NULL, body text NOT NULL);
-                 ALTER TABLE notes OWNER TO {DB_USER};
+                 GRANT SELECT, INSERT, UPDATE, DELETE ON notes TO {DB_USER};
+                 GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO {DB_USER};
                  ALTER TABLE notes ENABLE ROW LEVEL SECURITY;
                  ALTER TABLE notes FORCE ROW LEVEL SECURITY;
                  CREATE POLICY isolation ON notes

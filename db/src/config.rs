@@ -46,13 +46,22 @@ pub struct DbConfig {
     pub allowed_settings: Vec<String>,
     /// Accept requests without a tenant (the tenant setting is then set to `''`).
     pub tenantless: bool,
-    /// Accept a superuser or BYPASSRLS role (both ignore Row-Level Security).
+    /// Accept a role that escapes Row-Level Security (superuser, BYPASSRLS, owner of an RLS
+    /// table, ...; see the crate docs), with a warning in the log.
     pub allow_privileged_role: bool,
     /// Transport security.
     pub tls: TlsMode,
-    /// Prepared statements kept per connection (least recently added evicted first).
+    /// Statement shapes (parameter and column types) kept per connection, least recently
+    /// added evicted first.
     pub statement_cache_size: usize,
+    /// Cap on the bytes of one request's results (all statements together), checked while the
+    /// rows stream in; beyond it the request fails with [`crate::DbError::ResultTooLarge`].
+    /// The default is Lambda's 6 MB limit on a synchronous response.
+    pub max_result_bytes: usize,
 }
+
+/// Default of [`DbConfig::max_result_bytes`]: Lambda's limit on a synchronous response.
+pub const DEFAULT_MAX_RESULT_BYTES: usize = 6 * 1024 * 1024;
 
 impl DbConfig {
     /// A configuration with sensible defaults and the given TLS mode.
@@ -70,6 +79,7 @@ impl DbConfig {
             allow_privileged_role: false,
             tls,
             statement_cache_size: 128,
+            max_result_bytes: DEFAULT_MAX_RESULT_BYTES,
         }
     }
 
@@ -116,6 +126,12 @@ impl DbConfig {
                     format!("{s:?} is the tenant setting; it is set from the request's tenant"),
                 ));
             }
+        }
+        if self.max_result_bytes == 0 {
+            return Err(ConfigError::new(
+                "max_result_bytes",
+                "must be at least 1".into(),
+            ));
         }
         if self.statement_cache_size == 0 {
             return Err(ConfigError::new(

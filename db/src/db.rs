@@ -11,8 +11,11 @@ use std::time::{Duration, Instant};
 use deadpool::managed::{Object, Pool, PoolError, TimeoutType, Timeouts};
 use deadpool::Runtime;
 use futures_util::TryStreamExt as _;
-use hearth::wire::{Column, QueryRequest, QueryResponse, TransactionRequest, TransactionResponse};
-use tokio_postgres::{Row, Statement};
+use hearth::wire::{
+    Column, QueryRequest, QueryResponse, RowMode, TransactionRequest, TransactionResponse,
+};
+use tokio_postgres::types::Type;
+use tokio_postgres::{SimpleQueryMessage, Statement};
 
 use crate::config::{DbConfig, TlsMode};
 use crate::credentials::CredentialSource;
@@ -24,12 +27,26 @@ use crate::values;
 /// Statements accepted in one transaction request.
 pub const MAX_STATEMENTS: usize = 100;
 
-/// Ends every request. `COMMIT` of an aborted transaction rolls it back without an error.
-/// `RESET ALL` / `RESET ROLE` undo whatever session-level state the request's SQL changed
-/// (`set_config(..., false)`, `SET app.tenant_id`, `SET statement_timeout`, `SET ROLE`), so the
-/// next request on this connection starts from the connection's startup defaults. If this
-/// fails, the connection is dropped instead of returned to the pool.
-const FINISH_SQL: &str = "COMMIT; RESET ALL; RESET ROLE";
+/// The per-request context statement: the unnamed statement, schema-qualified, so that no
+/// prepared statement, function or `search_path` that user SQL left behind can stand in for it.
+pub const SET_CONFIG_SQL: &str = "SELECT pg_catalog.set_config($1, $2, true)";
+
+/// Ends every request, in one query string after the statements: `COMMIT` (of an aborted
+/// transaction: a rollback, without an error), then what returns the session to its startup
+/// state whatever the request's SQL did — what `DISCARD ALL` does except `DEALLOCATE ALL`
+/// (which would drop the driver's statements) and `DISCARD PLANS` (plans hold no data;
+/// `DISCARD ALL` cannot follow `COMMIT` in one string either) — and last a check of the
+/// prepared statements: none made by SQL `PREPARE` may remain (that is the only way a
+/// statement of the driver's can be replaced) and the driver's own must all still be there.
+/// Everything that names a function or a catalog view is schema-qualified, and `RESET ALL`
+/// runs before it. If `COMMIT` fails, the rest is skipped and the connection is closed.
+pub const FINISH_SQL: &str = "COMMIT; \
+    SET SESSION AUTHORIZATION DEFAULT; RESET ALL; RESET ROLE; CLOSE ALL; UNLISTEN *; \
+    DISCARD TEMP; DISCARD SEQUENCES; \
+    SELECT pg_catalog.pg_advisory_unlock_all(), \
+           pg_catalog.count(*) FILTER (WHERE from_sql), \
+           pg_catalog.count(*) FILTER (WHERE NOT from_sql) \
+    FROM pg_catalog.pg_prepared_statements";
 
 /// Slack on top of the server-side statement timeout before the client gives up.
 const CLIENT_GRACE: Duration = Duration::from_secs(1);
@@ -98,6 +115,8 @@ impl Db {
             tls,
             counters: counters.clone(),
             refresh_generation: tokio::sync::Mutex::new(0),
+            role_check: std::sync::Mutex::new(None),
+            hasher: std::collections::hash_map::RandomState::new(),
         };
         let pool = Pool::builder(manager)
             .max_size(config.max_connections.get())
@@ -145,8 +164,9 @@ impl Db {
             sql: &req.sql,
             params: &req.params,
         }];
+        let mode = req.row_mode.unwrap_or_default();
         let mut results = self
-            .run(req.tenant.as_deref(), &req.context, &stmts)
+            .run(req.tenant.as_deref(), &req.context, mode, &stmts)
             .await?;
         results
             .pop()
@@ -171,8 +191,9 @@ impl Db {
                 params: &s.params,
             })
             .collect();
+        let mode = req.row_mode.unwrap_or_default();
         let results = self
-            .run(req.tenant.as_deref(), &req.context, &stmts)
+            .run(req.tenant.as_deref(), &req.context, mode, &stmts)
             .await?;
         Ok(TransactionResponse { results })
     }
@@ -245,14 +266,19 @@ impl Db {
         &self,
         tenant: Option<&str>,
         context: &BTreeMap<String, String>,
+        mode: RowMode,
         stmts: &[StatementRef<'_>],
     ) -> Result<Vec<QueryResponse>, DbError> {
         let settings = self.settings(tenant, context)?;
         let mut lease = self.checkout().await?;
         let bound = self.config.statement_timeout * stmts.len() as u32 + CLIENT_GRACE;
+        let limits = Limits {
+            as_array: mode == RowMode::Array,
+            max_bytes: self.config.max_result_bytes,
+        };
         // If this future is dropped (client went away) or times out, `lease` is dropped
         // without being marked clean and the connection is closed, never reused mid-request.
-        match tokio::time::timeout(bound, run_on(&mut lease, &settings, stmts)).await {
+        match tokio::time::timeout(bound, run_on(&mut lease, &settings, stmts, limits)).await {
             Ok(r) => r,
             Err(_) => Err(DbError::StatementTimeout),
         }
@@ -273,34 +299,63 @@ impl Drop for Lease {
                 drop(obj);
             } else {
                 bump(&self.counters.discarded);
-                // Detach from the pool; dropping the PgConn closes the socket, and the server
-                // rolls back whatever was open.
-                drop(Object::take(obj));
+                // Detach from the pool; cancel what may still run, and dropping the PgConn
+                // closes the socket, so the server rolls back whatever was open.
+                let conn = Object::take(obj);
+                conn.cancel_in_background();
+                drop(conn);
             }
         }
     }
 }
 
-type Step<'a> = Pin<Box<dyn Future<Output = Result<Option<QueryResponse>, DbError>> + Send + 'a>>;
+/// How results are shaped and bounded for one request.
+#[derive(Clone, Copy)]
+struct Limits {
+    as_array: bool,
+    /// Cap on the bytes of all results of the request together.
+    max_bytes: usize,
+}
+
+/// What one step of the pipeline produced.
+enum Out {
+    /// A protocol step (BEGIN, a setting, COMMIT) that succeeded.
+    Done,
+    /// A statement's results.
+    Rows(QueryResponse),
+    /// A statement that ran, but whose results cannot be returned.
+    TooLarge,
+    Undecodable(String),
+    /// The clean-up step: SQL-`PREPARE`d statements left, and the driver's own statements.
+    Cleaned {
+        from_sql: i64,
+        driver: i64,
+    },
+}
+
+type Step<'a> = Pin<Box<dyn Future<Output = Result<Out, DbError>> + Send + 'a>>;
 
 /// The request protocol on one connection.
 ///
 /// Round trips: any statement not yet prepared on this connection costs one (then cached);
 /// everything else — `BEGIN`, one `set_config` per setting, the statements, and
-/// `COMMIT; RESET ALL; RESET ROLE` — is written at once and costs one round trip together.
-/// tokio-postgres sends each request when its future is first polled, in that order, and
-/// each carries its own Sync, so a failure in one step makes the following statements fail
-/// with 25P02 and turns the final `COMMIT` into a rollback.
+/// [`FINISH_SQL`] — is written at once and costs one round trip together. The settings run as
+/// the unnamed statement, so no user SQL can replace them; the statements are named and
+/// cached, and [`FINISH_SQL`]'s check closes a connection whose statements were touched.
+/// tokio-postgres sends each request when its future is first polled, in that order, and each
+/// carries its own Sync, so a failure in one step makes the following statements fail with
+/// 25P02 and turns `COMMIT` into a rollback.
 async fn run_on(
     lease: &mut Lease,
     settings: &[(String, String)],
     stmts: &[StatementRef<'_>],
+    limits: Limits,
 ) -> Result<Vec<QueryResponse>, DbError> {
     let Some(conn) = lease.obj.as_deref_mut() else {
         return Err(DbError::DbUnavailable("connection gone".into()));
     };
     // 1. Prepare and convert parameters; nothing has been started on the server yet, so an
-    //    error here leaves the connection clean.
+    //    error here leaves the connection clean (unless the connection itself failed).
     let mut prepared: Vec<(Statement, Vec<Param>)> = Vec::with_capacity(stmts.len());
     for s in stmts {
         let stmt = match conn.prepare_cached(s.sql).await {
@@ -310,76 +365,127 @@ async fn run_on(
                 return Err(e);
             }
         };
+        lease.clean = true;
         if let Some(col) = stmt
             .columns()
             .iter()
             .find(|c| !values::supported(c.type_()))
         {
-            lease.clean = true;
             return Err(DbError::UnsupportedType {
                 column: col.name().to_owned(),
                 type_name: col.type_().name().to_owned(),
             });
         }
-        match params::convert_all(s.params, stmt.params()) {
-            Ok(p) => prepared.push((stmt, p)),
-            Err(e) => {
-                lease.clean = true;
-                return Err(e);
-            }
+        if !limits.as_array {
+            check_unique_names(&stmt)?;
         }
+        let params = params::convert_all(s.params, stmt.params())?;
+        prepared.push((stmt, params));
     }
+    lease.clean = false;
+    let ours = conn.cached_statements();
 
     // 2. The pipeline.
     let client = &conn.client;
-    let set_config = &conn.set_config;
+    let budget = std::sync::atomic::AtomicUsize::new(limits.max_bytes);
+    let budget = &budget;
     let mut steps: Vec<Step<'_>> = Vec::with_capacity(settings.len() + stmts.len() + 2);
     steps.push(Box::pin(async move {
         client.simple_query("BEGIN").await?;
-        Ok(None)
+        Ok(Out::Done)
     }));
     for (name, value) in settings {
         steps.push(Box::pin(async move {
-            client
-                .execute_raw(set_config, [name.as_str(), value.as_str()])
-                .await?;
-            Ok(None)
+            let params = [(name.as_str(), Type::TEXT), (value.as_str(), Type::TEXT)];
+            let stream = client.query_typed_raw(SET_CONFIG_SQL, params).await?;
+            let rows: Vec<tokio_postgres::Row> = stream.try_collect().await?;
+            // The statement cannot be replaced, but check what is in force anyway.
+            match rows.first().map(|r| r.try_get::<_, &str>(0)) {
+                Some(Ok(v)) if v == value && rows.len() == 1 => Ok(Out::Done),
+                _ => Err(DbError::DbUnavailable(format!(
+                    "setting {name} did not take the request's value; the connection is closed"
+                ))),
+            }
         }));
     }
     for (stmt, params) in &prepared {
-        steps.push(Box::pin(async move {
-            let stream = client.query_raw(stmt, params.iter()).await?;
-            let mut stream = pin!(stream);
-            let mut rows: Vec<Row> = Vec::new();
-            while let Some(row) = stream.try_next().await? {
-                rows.push(row);
-            }
-            let row_count = stream.rows_affected().unwrap_or(rows.len() as u64);
-            Ok(Some(to_response(stmt, &rows, row_count)?))
-        }));
+        steps.push(Box::pin(run_statement(
+            client, stmt, params, limits, budget,
+        )));
     }
     steps.push(Box::pin(async move {
-        client.simple_query(FINISH_SQL).await?;
-        Ok(None)
+        let msgs = client.simple_query(FINISH_SQL).await?;
+        let row = msgs.iter().find_map(|m| match m {
+            SimpleQueryMessage::Row(r) => Some(r),
+            _ => None,
+        });
+        let count = |i: usize| {
+            row.and_then(|r| r.get(i))
+                .and_then(|v| v.parse::<i64>().ok())
+        };
+        match (count(1), count(2)) {
+            (Some(from_sql), Some(driver)) => Ok(Out::Cleaned { from_sql, driver }),
+            _ => Err(DbError::DbUnavailable(
+                "clean-up check returned no row".into(),
+            )),
+        }
     }));
     let mut results = join_in_order(steps).await;
 
-    // 3. The connection is reusable only if the final step ran: the transaction is over and the
-    //    session settings are back to their defaults.
+    // 3. The connection is reusable only if every protocol step succeeded and the clean-up
+    //    found the session as it must be.
     let finished = results
         .pop()
         .unwrap_or(Err(DbError::DbUnavailable("pipeline lost".into())));
+    let protocol_ok = results
+        .iter()
+        .take(1 + settings.len())
+        .all(|r| matches!(r, Ok(Out::Done)));
+    let committed = match finished {
+        Ok(Out::Cleaned { from_sql, driver }) => {
+            let theirs = driver - ours;
+            let intact = protocol_ok && from_sql == 0 && theirs >= conn.driver_statements;
+            if intact {
+                conn.driver_statements = theirs;
+            } else {
+                tracing::warn!(
+                    from_sql,
+                    missing = conn.driver_statements - theirs,
+                    "a request changed the connection's prepared statements or protocol steps; \
+                     the connection is closed"
+                );
+            }
+            lease.clean = intact;
+            Ok(())
+        }
+        Ok(_) => Err(DbError::DbUnavailable("pipeline out of order".into())),
+        Err(e) => Err(e),
+    };
     let mut responses = Vec::with_capacity(stmts.len());
     let mut first_err = None;
+    let mut server_failed = false;
+    let mut undeliverable = None;
     for (i, r) in results.into_iter().enumerate() {
         match r {
-            Ok(Some(resp)) => responses.push(resp),
-            Ok(None) => {}
+            Ok(Out::Rows(resp)) => responses.push(resp),
+            Ok(Out::TooLarge) => {
+                undeliverable.get_or_insert(None);
+            }
+            Ok(Out::Undecodable(column)) => {
+                undeliverable.get_or_insert(Some(column));
+            }
+            Ok(Out::Done | Out::Cleaned { .. }) => {}
             Err(e) => {
+                // A step that shows the connection broken or its statements tampered with
+                // (26000) closes it, whatever the clean-up said.
+                if e.connection_suspect() {
+                    lease.clean = false;
+                }
+                server_failed |= e.server().is_some() || e.sqlstate().is_some();
                 if first_err.is_none() {
                     // Steps before the statements are BEGIN and the settings.
                     if let Some(s) = i.checked_sub(1 + settings.len()).and_then(|k| stmts.get(k)) {
-                        if matches!(e, DbError::Sql { .. }) {
+                        if matches!(e, DbError::Sql(_)) {
                             conn.evict(s.sql);
                         }
                     }
@@ -388,37 +494,103 @@ async fn run_on(
             }
         }
     }
-    lease.clean = finished.is_ok();
     if lease.clean {
         conn.last_used = Instant::now();
     }
     if let Some(e) = first_err {
+        // A statement whose reply the driver could not read (COPY ... TO STDOUT, a failing
+        // type lookup) is not a server error: if nothing failed on the server, the
+        // transaction committed, and the caller must know that before retrying a write.
+        if !server_failed && committed.is_ok() && matches!(e, DbError::DbUnavailable(_)) {
+            return Err(DbError::ResultUndecodable {
+                what: format!("the reply to a statement ({e})"),
+                committed: true,
+            });
+        }
         return Err(e);
     }
     // All statements succeeded; a failing COMMIT (deferred constraint, serialization) means
     // nothing was committed.
-    finished?;
-    Ok(responses)
+    committed?;
+    match undeliverable {
+        None => Ok(responses),
+        Some(None) => Err(DbError::ResultTooLarge {
+            limit: limits.max_bytes,
+            committed: true,
+        }),
+        Some(Some(column)) => Err(DbError::ResultUndecodable {
+            what: format!("a value of column {column:?}"),
+            committed: true,
+        }),
+    }
 }
 
-fn to_response(stmt: &Statement, rows: &[Row], row_count: u64) -> Result<QueryResponse, DbError> {
-    let columns = stmt
-        .columns()
-        .iter()
-        .map(|c| Column {
-            name: c.name().to_owned(),
-            type_name: c.type_().name().to_owned(),
-        })
-        .collect();
-    let rows = rows
-        .iter()
-        .map(values::row_to_json)
-        .collect::<Result<Vec<_>, _>>()?;
-    Ok(QueryResponse {
-        columns,
+/// Object rows need distinct column names; refused before anything runs.
+fn check_unique_names(stmt: &Statement) -> Result<(), DbError> {
+    let mut seen: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
+    for (i, col) in stmt.columns().iter().enumerate() {
+        if let Some(first) = seen.insert(col.name(), i + 1) {
+            return Err(DbError::DuplicateColumn {
+                name: col.name().to_owned(),
+                first,
+                second: i + 1,
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Runs one statement and converts its rows as they arrive. Once the request's byte budget is
+/// spent, or a value cannot be converted, the rows are still read (the server sends them
+/// anyway, and the protocol must reach its end) but dropped at once, never buffered.
+async fn run_statement(
+    client: &tokio_postgres::Client,
+    stmt: &Statement,
+    params: &[Param],
+    limits: Limits,
+    budget: &std::sync::atomic::AtomicUsize,
+) -> Result<Out, DbError> {
+    let stream = client.query_raw(stmt, params.iter()).await?;
+    let mut stream = pin!(stream);
+    let mut rows = Vec::new();
+    let mut failed: Option<Out> = None;
+    while let Some(row) = stream.try_next().await? {
+        if failed.is_some() {
+            continue;
+        }
+        let size = values::row_size(&row);
+        let left = budget.load(Ordering::Relaxed);
+        if size > left {
+            budget.store(0, Ordering::Relaxed);
+            rows = Vec::new();
+            failed = Some(Out::TooLarge);
+            continue;
+        }
+        budget.store(left - size, Ordering::Relaxed);
+        match values::row_to_json(&row, limits.as_array) {
+            Ok(v) => rows.push(v),
+            Err(column) => {
+                rows = Vec::new();
+                failed = Some(Out::Undecodable(column));
+            }
+        }
+    }
+    if let Some(f) = failed {
+        return Ok(f);
+    }
+    let row_count = stream.rows_affected().unwrap_or(rows.len() as u64);
+    Ok(Out::Rows(QueryResponse {
+        columns: stmt
+            .columns()
+            .iter()
+            .map(|c| Column {
+                name: c.name().to_owned(),
+                type_name: c.type_().name().to_owned(),
+            })
+            .collect(),
         rows,
         row_count,
-    })
+    }))
 }
 
 /// Polls every future in index order until all are done. Unlike `join_all`, the order of

@@ -88,6 +88,18 @@ pub(crate) fn decode(raw: &[u8]) -> Result<Numeric, String> {
     Ok(Numeric::Finite(out))
 }
 
+/// The length of the text [`decode`] makes of this binary `numeric`, from its header alone
+/// (sign, integer digits, point and `dscale` decimals); a malformed header counts as its length.
+pub(crate) fn text_len(raw: &[u8]) -> usize {
+    let Some(h) = raw.get(..8) else {
+        return raw.len();
+    };
+    let weight = i16::from_be_bytes([h[2], h[3]]);
+    let dscale = u16::from_be_bytes([h[6], h[7]]);
+    let int_digits = (i64::from(weight).max(0) as usize + 1) * 4;
+    int_digits + usize::from(dscale) + 2
+}
+
 /// Encodes decimal text (`-1.50`, `1e3`, `NaN`, `Infinity`, `-Infinity`) in the binary format.
 /// Returns `None` for text that is not a decimal number.
 pub(crate) fn encode(text: &str) -> Option<Vec<u8>> {
@@ -109,6 +121,11 @@ pub(crate) fn encode(text: &str) -> Option<Vec<u8>> {
         Some(p) => (&rest[..p], rest[p + 1..].parse::<i64>().ok()?),
         None => (rest, 0),
     };
+    // Bounded before any arithmetic: `frac.len() - exp` and `exp.abs()` overflow for
+    // exponents near i64::MIN / i64::MAX.
+    if !(-MAX_DIGITS..=MAX_DIGITS).contains(&exp) {
+        return None;
+    }
     let (int_part, frac_part) = match mantissa.find('.') {
         Some(p) => (&mantissa[..p], &mantissa[p + 1..]),
         None => (mantissa, ""),
@@ -124,7 +141,10 @@ pub(crate) fn encode(text: &str) -> Option<Vec<u8>> {
     // value = all × 10^(-scale)
     let all: String = format!("{int_part}{frac_part}");
     let scale = frac_part.len() as i64 - exp;
-    if exp.abs() > MAX_DIGITS || all.len() as i64 - scale > MAX_DIGITS || scale > MAX_DSCALE {
+    if all.len() as i64 > 2 * MAX_DIGITS
+        || all.len() as i64 - scale > MAX_DIGITS
+        || scale > MAX_DSCALE
+    {
         return None;
     }
     let dscale = scale.max(0);
@@ -230,6 +250,29 @@ mod tests {
     }
 
     #[test]
+    fn text_len_bounds_the_decoded_text() {
+        for t in [
+            "0",
+            "-1.50",
+            "1e131071",
+            "123456789.000001",
+            "-0.0001",
+            "9e-16383",
+        ] {
+            let bin = encode(t).unwrap_or_default();
+            let Ok(Numeric::Finite(text)) = decode(&bin) else {
+                panic!("{t}")
+            };
+            assert!(
+                text_len(&bin) >= text.len(),
+                "{t}: {} < {}",
+                text_len(&bin),
+                text.len()
+            );
+        }
+    }
+
+    #[test]
     fn rejects_junk() {
         for bad in [
             "",
@@ -241,8 +284,66 @@ mod tests {
             "1e999999999",
             "0x10",
             " 1",
+            "1e-9223372036854775808",
+            "1e9223372036854775807",
+            "-1e-9223372036854775807",
+            "1e+9223372036854775808",
         ] {
             assert!(encode(bad).is_none(), "{bad}");
+        }
+    }
+
+    /// Seeded random inputs, biased towards the edges (huge exponents, long digit runs, signs,
+    /// dots): encoding never panics, and whatever it accepts decodes again.
+    #[test]
+    fn fuzz_never_panics() {
+        let mut state: u64 = 0x9E37_79B9_7F4A_7C15;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        let pieces = [
+            "0",
+            "1",
+            "9",
+            "-",
+            "+",
+            ".",
+            "e",
+            "E",
+            "e-",
+            "e+",
+            "00000",
+            "99999999",
+            "9223372036854775807",
+            "9223372036854775808",
+            "-9223372036854775808",
+            "16383",
+            "16384",
+            "131072",
+            "131073",
+            "NaN",
+            "Infinity",
+            " ",
+            "x",
+        ];
+        for _ in 0..20_000 {
+            let n = (next() % 6) as usize + 1;
+            let mut text = String::new();
+            for _ in 0..n {
+                text.push_str(pieces[(next() % pieces.len() as u64) as usize]);
+            }
+            if let Some(bin) = encode(&text) {
+                assert!(decode(&bin).is_ok(), "{text}");
+            }
+        }
+        // Arbitrary bytes never panic the decoder either.
+        for _ in 0..20_000 {
+            let len = (next() % 24) as usize;
+            let bytes: Vec<u8> = (0..len).map(|_| next() as u8).collect();
+            let _ = decode(&bytes);
         }
     }
 }

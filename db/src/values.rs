@@ -9,7 +9,6 @@ use serde_json::{Number, Value};
 use tokio_postgres::types::{FromSql, Kind, Type};
 use tokio_postgres::Row;
 
-use crate::error::DbError;
 use crate::numeric::{self, Numeric};
 
 /// The raw binary bytes of any column, or `None` for NULL.
@@ -27,22 +26,78 @@ impl<'a> FromSql<'a> for Raw<'a> {
     }
 }
 
-/// Converts one row to a JSON object keyed by column name.
-pub(crate) fn row_to_json(row: &Row) -> Result<serde_json::Map<String, Value>, DbError> {
-    let mut out = serde_json::Map::with_capacity(row.len());
+/// Bytes a row counts against the result cap: an estimate of each value's JSON size made
+/// from its wire form *before* converting it (so that a value which is small on the wire but
+/// huge as text — `'1e131071'::numeric` is 10 bytes and 131,072 digits — cannot get past the
+/// cap into memory), plus each column's name and 4 bytes of punctuation.
+pub(crate) fn row_size(row: &Row) -> usize {
+    row.columns()
+        .iter()
+        .enumerate()
+        .map(|(i, col)| {
+            let value = match row.try_get::<_, Raw<'_>>(i) {
+                Ok(Raw(Some(raw))) => json_size(col.type_(), raw),
+                _ => 4,
+            };
+            value.saturating_add(col.name().len() + 4)
+        })
+        .fold(0usize, usize::saturating_add)
+}
+
+/// An upper estimate of a value's JSON size from its binary form.
+fn json_size(ty: &Type, raw: &[u8]) -> usize {
+    match ty.kind() {
+        Kind::Domain(base) => return json_size(base, raw),
+        Kind::Array(member) => return array_json_size(member, raw).unwrap_or(raw.len()),
+        _ => {}
+    }
+    match *ty {
+        Type::NUMERIC => numeric::text_len(raw),
+        // base64 grows by a third
+        Type::BYTEA => raw.len() / 3 * 4 + 8,
+        Type::BOOL => 5,
+        Type::INT2 | Type::INT4 | Type::INT8 | Type::OID | Type::FLOAT4 | Type::FLOAT8 => 26,
+        Type::UUID | Type::TIMESTAMPTZ | Type::TIMESTAMP | Type::DATE | Type::TIME => 40,
+        // strings and JSON: their bytes and quotes (escapes aside)
+        _ => raw.len().saturating_add(2),
+    }
+}
+
+fn array_json_size(member: &Type, raw: &[u8]) -> Option<usize> {
+    use fallible_iterator::FallibleIterator as _;
+    let arr = postgres_protocol::types::array_from_sql(raw).ok()?;
+    let mut total = 2usize;
+    let mut values = arr.values();
+    while let Some(v) = values.next().ok()? {
+        total = total.saturating_add(match v {
+            None => 5,
+            Some(raw) => json_size(member, raw).saturating_add(1),
+        });
+    }
+    Some(total)
+}
+
+/// Converts one row to JSON: an object keyed by column name, or an array in column order.
+/// The error names the column whose value could not be converted.
+pub(crate) fn row_to_json(row: &Row, as_array: bool) -> Result<Value, String> {
+    let mut values = Vec::with_capacity(row.len());
     for (i, col) in row.columns().iter().enumerate() {
-        let unsupported = || DbError::UnsupportedType {
-            column: col.name().to_owned(),
-            type_name: col.type_().name().to_owned(),
-        };
-        let Raw(raw) = row.try_get::<_, Raw<'_>>(i).map_err(|_| unsupported())?;
+        let bad = || col.name().to_owned();
+        let Raw(raw) = row.try_get::<_, Raw<'_>>(i).map_err(|_| bad())?;
         let value = match raw {
             None => Value::Null,
-            Some(raw) => to_json(col.type_(), raw).map_err(|_| unsupported())?,
+            Some(raw) => to_json(col.type_(), raw).map_err(|_| bad())?,
         };
+        values.push(value);
+    }
+    if as_array {
+        return Ok(Value::Array(values));
+    }
+    let mut out = serde_json::Map::with_capacity(values.len());
+    for (col, value) in row.columns().iter().zip(values) {
         out.insert(col.name().to_owned(), value);
     }
-    Ok(out)
+    Ok(Value::Object(out))
 }
 
 type BoxError = Box<dyn Error + Sync + Send>;

@@ -47,7 +47,8 @@ async fn cluster() -> PgCluster {
                  tenant text NOT NULL,
                  name text NOT NULL,
                  UNIQUE (tenant, name));
-             ALTER TABLE items OWNER TO app;
+             GRANT SELECT, INSERT, UPDATE, DELETE ON items TO app;
+             GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO app;
              ALTER TABLE items ENABLE ROW LEVEL SECURITY;
              ALTER TABLE items FORCE ROW LEVEL SECURITY;
              CREATE POLICY isolation ON items
@@ -97,6 +98,7 @@ fn q(sql: &str, tenant: Option<&str>, params: Vec<Value>) -> QueryRequest {
         params,
         tenant: tenant.map(str::to_owned),
         context: BTreeMap::new(),
+        row_mode: None,
     }
 }
 
@@ -104,6 +106,7 @@ fn tx(tenant: Option<&str>, sqls: &[&str]) -> TransactionRequest {
     TransactionRequest {
         tenant: tenant.map(str::to_owned),
         context: BTreeMap::new(),
+        row_mode: None,
         statements: sqls
             .iter()
             .map(|s| Statement {
@@ -782,7 +785,11 @@ async fn type_mapping_round_trips() {
         serde_json::to_string(&r.rows[0]).unwrap(),
         serde_json::to_string(&row).unwrap()
     );
-    assert!(r.rows[1].values().all(Value::is_null), "{:?}", r.rows[1]);
+    assert!(
+        r.rows[1].as_object().unwrap().values().all(Value::is_null),
+        "{:?}",
+        r.rows[1]
+    );
     let types: BTreeMap<&str, &str> = r
         .columns
         .iter()
@@ -979,44 +986,562 @@ fn creds_dummy() -> DbCredentials {
     }
 }
 
-/// Mean latency of a one-statement request on a warm connection (pipelined: one round trip).
+/// New sessions the server has seen for database `hearth` (counted when a backend starts).
+async fn sessions(c: &PgCluster) -> i64 {
+    // Exiting backends flush their statistics as they go; give them a moment.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Read through a connection to another database, which is not counted.
+    c.admin()
+        .await
+        .query_one(
+            "SELECT sessions FROM pg_stat_database WHERE datname = 'hearth'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0)
+}
+
+/// Aurora's master user (NOSUPERUSER NOBYPASSRLS, member of `rds_superuser`, owner of the
+/// tables), owners of RLS tables (not forced, forced, through a role), members of BYPASSRLS and
+/// CREATEROLE roles, a CREATEROLE role, readers of a partition without RLS, of a definer view
+/// and of a materialized view over an RLS table, the owner of a policy's function, and roles
+/// whose defaults change the role, the search path or row_security are each refused with the
+/// reason and the fix — and a refusal does not reconnect on every request.
 #[tokio::test]
-async fn pipelined_request_latency() {
+async fn roles_that_escape_rls_are_refused_once_per_credential() {
     let c = cluster().await;
-    let db = app_db(&c, config(1));
-    check_isolation(&db, "tenant-01").await.unwrap();
-    let n = 500;
-    let started = Instant::now();
-    for _ in 0..n {
-        bounded(
-            "q",
-            db.query(&q("SELECT 1 AS one", Some("tenant-01"), vec![])),
+    c.admin_on(DB)
+        .await
+        .batch_execute(
+            "CREATE ROLE rds_superuser NOLOGIN;
+             CREATE ROLE master LOGIN NOSUPERUSER NOBYPASSRLS PASSWORD 'm-pw';
+             GRANT rds_superuser TO master;
+             CREATE TABLE orders (id int, tenant text);
+             ALTER TABLE orders OWNER TO master;
+             ALTER TABLE orders ENABLE ROW LEVEL SECURITY;
+             CREATE ROLE owner1 LOGIN PASSWORD 'o-pw';
+             CREATE TABLE ledger (id int, tenant text);
+             ALTER TABLE ledger OWNER TO owner1;
+             ALTER TABLE ledger ENABLE ROW LEVEL SECURITY;
+             CREATE ROLE ledger_owner NOLOGIN;
+             CREATE TABLE journal (id int);
+             ALTER TABLE journal OWNER TO ledger_owner;
+             ALTER TABLE journal ENABLE ROW LEVEL SECURITY;
+             CREATE ROLE via_member LOGIN NOINHERIT PASSWORD 'v-pw';
+             GRANT ledger_owner TO via_member;
+             CREATE ROLE bypasser NOLOGIN BYPASSRLS;
+             CREATE ROLE escalator LOGIN PASSWORD 'e-pw';
+             GRANT bypasser TO escalator;
+             CREATE ROLE creator LOGIN CREATEROLE PASSWORD 'c-pw';
+             CREATE ROLE admins NOLOGIN CREATEROLE;
+             CREATE ROLE cr_member LOGIN PASSWORD 'cm-pw';
+             GRANT admins TO cr_member;
+             CREATE ROLE forced_owner LOGIN PASSWORD 'fo-pw';
+             CREATE TABLE forced (id int);
+             ALTER TABLE forced OWNER TO forced_owner;
+             ALTER TABLE forced ENABLE ROW LEVEL SECURITY;
+             ALTER TABLE forced FORCE ROW LEVEL SECURITY;
+             CREATE TABLE pt (tenant text) PARTITION BY LIST (tenant);
+             CREATE TABLE pt_b PARTITION OF pt FOR VALUES IN ('b');
+             ALTER TABLE pt ENABLE ROW LEVEL SECURITY;
+             CREATE ROLE part_reader LOGIN PASSWORD 'pr-pw';
+             GRANT SELECT ON pt, pt_b TO part_reader;
+             CREATE VIEW all_items AS SELECT * FROM items;
+             CREATE ROLE view_reader LOGIN PASSWORD 'vr-pw';
+             GRANT SELECT ON all_items TO view_reader;
+             CREATE MATERIALIZED VIEW items_mv AS SELECT * FROM items;
+             CREATE ROLE mv_reader LOGIN PASSWORD 'mv-pw';
+             GRANT SELECT ON items_mv TO mv_reader;
+             CREATE ROLE fn_owner LOGIN PASSWORD 'fn-pw';
+             CREATE FUNCTION tenant_ok(t text) RETURNS bool LANGUAGE sql STABLE
+                 AS $$ SELECT t = current_setting('app.tenant_id', true) $$;
+             ALTER FUNCTION tenant_ok(text) OWNER TO fn_owner;
+             CREATE TABLE gated (tenant text);
+             ALTER TABLE gated ENABLE ROW LEVEL SECURITY;
+             CREATE POLICY gate ON gated USING (tenant_ok(tenant));
+             CREATE ROLE other_role NOLOGIN;
+             CREATE ROLE defaulted LOGIN PASSWORD 'd-pw';
+             GRANT other_role TO defaulted;
+             ALTER ROLE defaulted SET role = 'other_role';
+             CREATE ROLE pathy LOGIN PASSWORD 'p-pw';
+             ALTER ROLE pathy SET search_path = public, pg_catalog;
+             CREATE ROLE norls LOGIN PASSWORD 'n-pw';
+             ALTER ROLE norls SET row_security = off;",
         )
         .await
         .unwrap();
+    for (role, pw, wants) in [
+        (
+            "master",
+            "m-pw",
+            &["\"rds_superuser\"", "orders", "FORCE ROW LEVEL SECURITY"][..],
+        ),
+        (
+            "owner1",
+            "o-pw",
+            &["ledger", "FORCE ROW LEVEL SECURITY"][..],
+        ),
+        ("via_member", "v-pw", &["journal"][..]),
+        ("escalator", "e-pw", &["\"bypasser\"", "REVOKE"][..]),
+        ("creator", "c-pw", &["CREATEROLE", "NOCREATEROLE"][..]),
+        ("cr_member", "cm-pw", &["\"admins\""][..]),
+        (
+            "forced_owner",
+            "fo-pw",
+            &["forced", "NOLOGIN role the owner"][..],
+        ),
+        ("part_reader", "pr-pw", &["partition public.pt_b"][..]),
+        (
+            "view_reader",
+            "vr-pw",
+            &["view public.all_items", "security_invoker"][..],
+        ),
+        ("mv_reader", "mv-pw", &["view public.items_mv"][..]),
+        ("fn_owner", "fn-pw", &["tenant_ok(text)"][..]),
+        ("defaulted", "d-pw", &["RESET role"][..]),
+        ("pathy", "p-pw", &["before pg_catalog"][..]),
+        ("norls", "n-pw", &["row_security"][..]),
+    ] {
+        let db = Db::new(
+            config(2),
+            Arc::new(StaticCredentials::new(creds(&c, role, pw))),
+        )
+        .unwrap();
+        let err = bounded("warm", db.warm()).await.unwrap_err();
+        assert_eq!(err.code(), "PrivilegedRole", "{role}: {err}");
+        let text = err.to_string();
+        for want in wants {
+            assert!(text.contains(want), "{role}: {want:?} missing from: {text}");
+        }
+        let before = sessions(&c).await;
+        for _ in 0..20 {
+            let err = bounded("query", db.query(&q("SELECT 1", Some("t"), vec![])))
+                .await
+                .unwrap_err();
+            assert_eq!(err.code(), "PrivilegedRole", "{role}: {err}");
+        }
+        let after = sessions(&c).await;
+        assert_eq!(
+            after - before,
+            0,
+            "{role}: refused requests opened connections"
+        );
     }
-    let per = started.elapsed() / n;
-    eprintln!("mean request latency on loopback: {per:?}");
-    // One round trip instead of five (BEGIN, set_config x2, statement, COMMIT) per request.
-    let raw = c.admin_on(DB).await;
-    let started = Instant::now();
-    for _ in 0..n {
-        raw.batch_execute("BEGIN").await.unwrap();
-        raw.query("SELECT set_config('app.tenant_id', $1, true)", &[&"t"])
-            .await
-            .unwrap();
-        raw.query("SELECT set_config('app.user_id', $1, true)", &[&"t"])
-            .await
-            .unwrap();
-        raw.query("SELECT 1", &[]).await.unwrap();
-        raw.batch_execute("COMMIT; RESET ALL; RESET ROLE")
-            .await
-            .unwrap();
-    }
-    let sequential = started.elapsed() / n;
-    eprintln!("same steps awaited one by one: {sequential:?}");
-    assert!(
-        per < sequential,
-        "pipelined {per:?} vs sequential {sequential:?}"
+
+    // The refusal is kept until the credentials change: fixing the credentials is enough.
+    let source = Arc::new(SwappableCredentials::new(creds(&c, "owner1", "o-pw")));
+    let db = Db::new(config(1), source.clone()).unwrap();
+    assert_eq!(
+        bounded("warm", db.warm()).await.unwrap_err().code(),
+        "PrivilegedRole"
     );
+    c.set_password("owner1", "o-pw-2").await;
+    c.admin_on(DB)
+        .await
+        .batch_execute("ALTER TABLE ledger OWNER TO ledger_owner")
+        .await
+        .unwrap();
+    source.publish_password("o-pw-2");
+    // Same (cached) credentials: still refused without connecting.
+    assert_eq!(
+        bounded("q", db.query(&q("SELECT 1", Some("t"), vec![])))
+            .await
+            .unwrap_err()
+            .code(),
+        "PrivilegedRole"
+    );
+    let db = Db::new(
+        config(1),
+        Arc::new(StaticCredentials::new(creds(&c, "owner1", "o-pw-2"))),
+    )
+    .unwrap();
+    bounded("q", db.query(&q("SELECT 1 AS one", Some("t"), vec![])))
+        .await
+        .unwrap();
+}
+
+/// Server errors carry the SQLSTATE and the names the server gives, but never a value: data
+/// exceptions quote their input, so their messages are withheld; DETAIL is never used.
+#[tokio::test]
+async fn errors_name_objects_never_values() {
+    let c = cluster().await;
+    c.admin_on(DB)
+        .await
+        .batch_execute("CREATE TYPE brand AS ENUM ('visa'); GRANT USAGE ON TYPE brand TO app;")
+        .await
+        .unwrap();
+    let db = app_db(&c, config(1));
+    let secret = "4111-1111-SECRET";
+    for (sql, state) in [
+        ("SELECT $1::text::brand AS b", "22P02"),
+        ("SELECT $1::text::int AS n", "22P02"),
+        ("SELECT $1::text::date AS d", "22007"),
+        ("SELECT $1::text::numeric AS n", "22P02"),
+        (
+            "SELECT to_tsquery('simple', $1 || ' &')::text AS q",
+            "42601",
+        ),
+        ("SELECT has_schema_privilege($1, 'usage') AS p", "3F000"),
+        ("SELECT current_setting($1) AS s", "42704"),
+        ("SELECT $1::text::regclass::text AS r", "42P01"),
+    ] {
+        let err = bounded(
+            "q",
+            db.query(&q(sql, Some("tenant-01"), vec![json!(secret)])),
+        )
+        .await
+        .unwrap_err();
+        assert_eq!(err.sqlstate(), Some(state), "{sql}: {err}");
+        let shown = format!("{err} {err:?}");
+        assert!(!shown.contains(secret), "{sql}: {shown}");
+    }
+    // A unique violation names the constraint and table; the key's value is not shown.
+    let err = bounded(
+        "dup",
+        db.query(&q(
+            "INSERT INTO items (tenant, name) VALUES ('tenant-01', $1)",
+            Some("tenant-01"),
+            vec![json!("row-1")],
+        )),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(err.code(), "UniqueViolation", "{err}");
+    let server = err.server().unwrap();
+    assert_eq!(server.constraint.as_deref(), Some("items_tenant_name_key"));
+    assert_eq!(server.table.as_deref(), Some("public.items"));
+    assert!(!format!("{err} {err:?}").contains("row-1"), "{err:?}");
+    // A not-null violation names the column.
+    let err = bounded(
+        "null",
+        db.query(&q(
+            "INSERT INTO items (tenant, name) VALUES ('tenant-01', NULL)",
+            Some("tenant-01"),
+            vec![],
+        )),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(err.server().unwrap().column.as_deref(), Some("name"));
+}
+
+/// Duplicate column names are refused in object mode (nothing runs) and kept in array mode; the
+/// result cap is checked while streaming; a numeric parameter at the edge of i64 is a clean 400.
+#[tokio::test]
+async fn result_shapes_caps_and_numeric_edges() {
+    let c = cluster().await;
+    let mut cfg = config(1);
+    cfg.max_result_bytes = 20_000;
+    let db = app_db(&c, cfg);
+    let me = "tenant-01";
+    let err = bounded(
+        "dup",
+        db.query(&q(
+            "INSERT INTO items (tenant, name) VALUES ($1, 'dup') RETURNING id, name AS id",
+            Some(me),
+            vec![json!(me)],
+        )),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(err.code(), "DuplicateColumn", "{err}");
+    assert_eq!(
+        admin_count(&c, "SELECT count(*) FROM items WHERE name = 'dup'").await,
+        0,
+        "a refused statement must not have run"
+    );
+    let mut req = q("SELECT 1 AS a, 2 AS a, NULL AS b", Some(me), vec![]);
+    req.row_mode = Some(hearth::wire::RowMode::Array);
+    let r = bounded("array", db.query(&req)).await.unwrap();
+    assert_eq!(r.rows, vec![json!([1, 2, null])]);
+    assert_eq!(r.columns.len(), 3);
+
+    // Over the cap: the rows stream past and are dropped; the outcome is stated.
+    let err = bounded(
+        "big",
+        db.query(&q(
+            "INSERT INTO items (tenant, name) SELECT $1, 'big-' || g \
+             FROM generate_series(1, 5000) g RETURNING name",
+            Some(me),
+            vec![json!(me)],
+        )),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(err.code(), "ResultTooLarge", "{err}");
+    let committed = err.committed().unwrap();
+    let stored = admin_count(&c, "SELECT count(*) FROM items WHERE name LIKE 'big-%'").await;
+    assert_eq!(stored, if committed { 5000 } else { 0 }, "{err}");
+    // The connection stays usable and isolated.
+    let r = bounded(
+        "count",
+        db.query(&q(
+            "SELECT count(*) AS n, bool_and(tenant = $1) AS own FROM items",
+            Some(me),
+            vec![json!(me)],
+        )),
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.rows[0]["n"], json!(3 + stored), "{r:?}");
+    assert_eq!(r.rows[0]["own"], json!(true), "{r:?}");
+
+    // A value small on the wire but huge as text counts at its decoded size.
+    let err = bounded(
+        "numeric",
+        db.query(&q(
+            "SELECT array_fill('1e131071'::numeric, ARRAY[100]) AS a",
+            Some(me),
+            vec![],
+        )),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(err.code(), "ResultTooLarge", "{err}");
+
+    // A reply the driver cannot read after a write that committed says so.
+    let err = bounded(
+        "copy",
+        db.transaction(&tx(
+            Some(me),
+            &[
+                "INSERT INTO items (tenant, name) VALUES ('tenant-01', 'before-copy')",
+                "COPY (SELECT 1) TO STDOUT",
+            ],
+        )),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(err.code(), "ResultUndecodable", "{err}");
+    assert_eq!(err.committed(), Some(true), "{err}");
+    assert_eq!(
+        admin_count(&c, "SELECT count(*) FROM items WHERE name = 'before-copy'").await,
+        1
+    );
+
+    for bad in [
+        "1e-9223372036854775808",
+        "1e9223372036854775807",
+        "-1e+9223372036854775807",
+    ] {
+        let err = bounded(
+            "numeric",
+            db.query(&q("SELECT $1::numeric AS n", Some(me), vec![json!(bad)])),
+        )
+        .await
+        .unwrap_err();
+        assert_eq!(err.code(), "ParamType", "{bad}: {err}");
+    }
+}
+
+/// Hostile SQL of one request leaves nothing for the next on the same backend: each attack runs
+/// as tenant-01, then tenant-02 on the one pooled connection must see only its own rows and
+/// context, and none of the attack's objects. Session state is cleaned in place (same backend
+/// pid); tampering with the connection's prepared statements closes it (new pid).
+#[tokio::test]
+async fn hostile_sql_leaves_nothing_for_the_next_request() {
+    let c = cluster().await;
+    let db = app_db(&c, config(1));
+    let (a, b) = ("tenant-01", "tenant-02");
+    let run_tx = |sqls: &'static [&'static str]| {
+        let db = &db;
+        async move {
+            let _ = bounded("attack", db.transaction(&tx(Some(a), sqls))).await;
+        }
+    };
+    // (attack, probe that must fail or be empty for B, same backend expected; None: either
+    // way, the invariant allows both)
+    let cases: &[(&[&str], &str, Option<bool>)] = &[
+        (
+            &["DECLARE c CURSOR WITH HOLD FOR SELECT * FROM items"],
+            "FETCH ALL FROM c",
+            Some(true),
+        ),
+        (
+            &["CREATE TEMP TABLE scratch AS SELECT * FROM items"],
+            "SELECT * FROM scratch",
+            Some(true),
+        ),
+        (
+            &["CREATE TEMP VIEW v AS SELECT * FROM items"],
+            "SELECT * FROM v",
+            Some(true),
+        ),
+        (
+            &["INSERT INTO items (tenant, name) VALUES ('tenant-01', 'seq') RETURNING id"],
+            "SELECT lastval()",
+            Some(true),
+        ),
+        (
+            &["SELECT pg_advisory_lock(42)", "LISTEN chan"],
+            "SELECT l.pid FROM pg_locks l WHERE l.locktype = 'advisory' \
+             UNION ALL SELECT 0 FROM pg_listening_channels()",
+            Some(true),
+        ),
+        (
+            &[
+                "COMMIT",
+                "SELECT set_config('app.tenant_id', 'tenant-01', false)",
+                "BEGIN",
+            ],
+            "SELECT 1 WHERE current_setting('app.tenant_id') <> 'tenant-02'",
+            Some(true),
+        ),
+        (
+            &[
+                "SET ROLE NONE",
+                "SELECT set_config('search_path', 'pg_temp', false)",
+            ],
+            "SELECT 1 WHERE current_setting('search_path') = 'pg_temp'",
+            Some(true),
+        ),
+        (
+            &["PREPARE evil(text, text) AS SELECT set_config($1, 'tenant-01', true)"],
+            "SELECT name FROM pg_prepared_statements WHERE from_sql",
+            Some(false),
+        ),
+        (&["DEALLOCATE ALL"], "SELECT 1 WHERE false", Some(false)),
+        (
+            &["COMMIT", "DISCARD ALL"],
+            "SELECT 1 WHERE false",
+            Some(false),
+        ),
+        (&["COPY items TO STDOUT"], "SELECT 1 WHERE false", None),
+        (&["COPY items FROM STDIN"], "SELECT 1 WHERE false", None),
+        (
+            &["SET statement_timeout = 1", "SET idle_session_timeout = 1"],
+            "SELECT pg_sleep(0.05) WHERE false",
+            None,
+        ),
+    ];
+    for (attack, probe, same) in cases {
+        let before = pid(&db, a).await;
+        run_tx(attack).await;
+        let after = pid(&db, b).await;
+        match same {
+            Some(true) => assert_eq!(before, after, "{attack:?}: expected clean-up in place"),
+            Some(false) => assert_ne!(before, after, "{attack:?}: expected the connection closed"),
+            None => {}
+        }
+        match bounded("probe", db.query(&q(probe, Some(b), vec![]))).await {
+            Ok(r) => assert!(r.rows.is_empty(), "{attack:?}: {probe} saw {:?}", r.rows),
+            Err(e) => assert!(e.server().is_some(), "{attack:?}: {probe}: {e}"),
+        }
+        check_isolation(&db, b).await.unwrap();
+    }
+    // Replacing the statements the driver holds (its type lookups, prepared once an enum is
+    // met) — by the names the server lists — closes the connection, and B still runs as B.
+    c.admin_on(DB)
+        .await
+        .batch_execute("CREATE TYPE mood AS ENUM ('ok'); GRANT USAGE ON TYPE mood TO app;")
+        .await
+        .unwrap();
+    bounded(
+        "enum",
+        db.query(&q("SELECT 'ok'::mood AS m", Some(a), vec![])),
+    )
+    .await
+    .unwrap();
+    let listed = bounded(
+        "names",
+        db.query(&q(
+            "SELECT name FROM pg_prepared_statements",
+            Some(a),
+            vec![],
+        )),
+    )
+    .await
+    .unwrap();
+    let names: Vec<String> = listed
+        .rows
+        .iter()
+        .filter_map(|r| r["name"].as_str().map(str::to_owned))
+        .collect();
+    assert!(
+        !names.is_empty(),
+        "the driver's type lookups should be listed"
+    );
+    let before = pid(&db, a).await;
+    let statements = names
+        .iter()
+        .flat_map(|n| {
+            [
+                format!("DEALLOCATE {n}"),
+                format!("PREPARE {n}(text, text) AS SELECT set_config($1, 'tenant-01', true)"),
+            ]
+        })
+        .map(|sql| Statement {
+            sql,
+            params: vec![],
+        })
+        .collect();
+    let req = TransactionRequest {
+        tenant: Some(a.into()),
+        context: BTreeMap::new(),
+        row_mode: None,
+        statements,
+    };
+    bounded("replace", db.transaction(&req)).await.unwrap();
+    assert_ne!(before, pid(&db, b).await, "tampered connection kept");
+    check_isolation(&db, b).await.unwrap();
+    // Deallocating them (without replacing) closes the connection too.
+    bounded(
+        "enum",
+        db.query(&q("SELECT 'ok'::mood AS m", Some(a), vec![])),
+    )
+    .await
+    .unwrap();
+    let before = pid(&db, a).await;
+    bounded("dealloc", db.query(&q("DEALLOCATE ALL", Some(a), vec![])))
+        .await
+        .unwrap();
+    assert_ne!(
+        before,
+        pid(&db, b).await,
+        "connection with lost statements kept"
+    );
+    bounded(
+        "enum",
+        db.query(&q("SELECT 'ok'::mood AS m", Some(b), vec![])),
+    )
+    .await
+    .unwrap();
+}
+
+/// A request abandoned by the client-side bound (its SQL turned the server's statement
+/// timeout off) does not leave its backend running: the statement is cancelled.
+#[tokio::test]
+async fn abandoned_statements_are_cancelled_on_the_server() {
+    let c = cluster().await;
+    let mut cfg = config(1);
+    cfg.statement_timeout = Duration::from_millis(300);
+    let db = app_db(&c, cfg);
+    let err = bounded(
+        "sleep",
+        db.transaction(&tx(
+            Some("tenant-01"),
+            &["SET statement_timeout = 0", "SELECT pg_sleep(1000)"],
+        )),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(err.code(), "StatementTimeout", "{err}");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let running = admin_count(
+            &c,
+            "SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'SELECT pg_sleep(1000)%'",
+        )
+        .await;
+        if running == 0 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the abandoned statement still runs on the server"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    check_isolation(&db, "tenant-02").await.unwrap();
 }

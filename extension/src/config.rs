@@ -307,6 +307,8 @@ pub struct DbSettings {
     pub tenantless: bool,
     /// Accept a superuser or BYPASSRLS role.
     pub allow_privileged_role: bool,
+    /// Cap on one request's result bytes.
+    pub max_result_bytes: NonZeroUsize,
     /// Transport security.
     pub tls: DbTls,
 }
@@ -384,7 +386,8 @@ pub const VARIABLES: &[(&str, Option<&str>, &str, &str)] = &[
     ("HEARTH_DB_TENANT_SETTING", None, "app.tenant_id", "Transaction-local setting that carries the request's tenant."),
     ("HEARTH_DB_CONTEXT_SETTINGS", None, "(none)", "Comma-separated further settings a request may set, e.g. app.user_id."),
     ("HEARTH_DB_TENANTLESS", None, "false", "Accept requests without a tenant."),
-    ("HEARTH_DB_ALLOW_PRIVILEGED_ROLE", None, "false", "Accept a superuser or BYPASSRLS role (they ignore RLS)."),
+    ("HEARTH_DB_ALLOW_PRIVILEGED_ROLE", None, "false", "Accept a role that escapes RLS: superuser, BYPASSRLS, CREATEROLE, member of such a role or of rds_superuser, owner of a table whose RLS is not forced."),
+    ("HEARTH_DB_MAX_RESULT_BYTES", None, "6291456", "Cap on one request's result bytes, checked while rows stream in (ResultTooLarge beyond)."),
     ("HEARTH_DB_TLS", None, "require", "require (verify certificate and hostname) or disable (loopback hosts only)."),
     ("HEARTH_DB_CA_BUNDLE", None, "/opt/hearth/rds-ca-bundle.pem", "PEM CA bundle for TLS (the RDS global bundle for Aurora)."),
     ("HEARTH_KMS_PREWARM_CONTEXT", None, "(empty context)", "Encryption context of the data key generated at prewarm, as key=value pairs separated by commas (match what the function sends, and any IAM condition), or none to skip."),
@@ -851,6 +854,11 @@ impl Config {
                     allowed_settings,
                     tenantless: r.flag("HEARTH_DB_TENANTLESS", false),
                     allow_privileged_role: r.flag("HEARTH_DB_ALLOW_PRIVILEGED_ROLE", false),
+                    max_result_bytes: r.size(
+                        "HEARTH_DB_MAX_RESULT_BYTES",
+                        hearth_db::DEFAULT_MAX_RESULT_BYTES,
+                        1 << 30,
+                    ),
                     tls,
                 })
             }

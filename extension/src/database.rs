@@ -119,6 +119,7 @@ impl Database {
         cfg.allowed_settings = settings.allowed_settings.clone();
         cfg.tenantless = settings.tenantless;
         cfg.allow_privileged_role = settings.allow_privileged_role;
+        cfg.max_result_bytes = settings.max_result_bytes.get();
         let source = Arc::new(SecretCredentials {
             secrets,
             secret_id: settings.secret_id.clone(),

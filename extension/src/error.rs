@@ -131,12 +131,17 @@ impl ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = self.status();
-        let body = ErrorBody {
-            error: ErrorDetail {
-                code: self.code().to_string(),
-                message: self.to_string(),
-            },
-        };
+        let mut detail = ErrorDetail::new(self.code(), self.to_string());
+        if let ApiError::Db(e) = &self {
+            detail.sqlstate = e.sqlstate().map(str::to_owned);
+            detail.committed = e.committed();
+            if let Some(server) = e.server() {
+                detail.constraint = server.constraint.clone();
+                detail.table = server.table.clone();
+                detail.column = server.column.clone();
+            }
+        }
+        let body = ErrorBody { error: detail };
         (status, axum::Json(body)).into_response()
     }
 }

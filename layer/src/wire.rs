@@ -27,6 +27,38 @@ pub struct ErrorDetail {
     pub code: String,
     /// Human-readable explanation; never contains secret material.
     pub message: String,
+    /// Database errors: the server's five-character SQLSTATE.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sqlstate: Option<String>,
+    /// Database errors: the constraint that was violated, when the server names one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub constraint: Option<String>,
+    /// Database errors: the table the error concerns, when the server names one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub table: Option<String>,
+    /// Database errors: the column the error concerns, when the server names one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub column: Option<String>,
+    /// Database errors whose results could not be returned (`ResultTooLarge`,
+    /// `ResultUndecodable`): whether the transaction committed anyway (`true`: do not retry a
+    /// write) or was rolled back (`false`: nothing happened).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub committed: Option<bool>,
+}
+
+impl ErrorDetail {
+    /// A detail with only a code and a message.
+    pub fn new(code: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            code: code.into(),
+            message: message.into(),
+            sqlstate: None,
+            constraint: None,
+            table: None,
+            column: None,
+            committed: None,
+        }
+    }
 }
 
 /// `GET /health` response.
@@ -156,6 +188,22 @@ pub struct QueryRequest {
     /// Extra transaction-local settings, each name on the configured allow-list.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub context: BTreeMap<String, String>,
+    /// Shape of each result row; `object` when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub row_mode: Option<RowMode>,
+}
+
+/// Shape of result rows.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum RowMode {
+    /// Each row is an object keyed by column name. A result with two columns of the same name
+    /// (`SELECT p.id, t.id`) is refused with `DuplicateColumn` before it runs, never silently
+    /// merged: alias the columns or ask for `array`.
+    #[default]
+    Object,
+    /// Each row is an array of values in the order of `columns`; duplicate names are fine.
+    Array,
 }
 
 /// A result column: name and Postgres type name.
@@ -174,8 +222,8 @@ pub struct Column {
 pub struct QueryResponse {
     /// Result columns (empty for statements that return no rows).
     pub columns: Vec<Column>,
-    /// Rows as objects keyed by column name.
-    pub rows: Vec<serde_json::Map<String, serde_json::Value>>,
+    /// Rows: objects keyed by column name, or arrays in column order (see [`RowMode`]).
+    pub rows: Vec<serde_json::Value>,
     /// Rows returned, or rows affected for INSERT/UPDATE/DELETE.
     pub row_count: u64,
 }
@@ -190,6 +238,9 @@ pub struct TransactionRequest {
     /// Extra transaction-local settings, each name on the configured allow-list.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub context: BTreeMap<String, String>,
+    /// Shape of each result row; `object` when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub row_mode: Option<RowMode>,
     /// Statements, run in order.
     pub statements: Vec<Statement>,
 }
@@ -287,10 +338,7 @@ mod tests {
     #[test]
     fn error_body_shape() {
         let body = ErrorBody {
-            error: ErrorDetail {
-                code: "SecretNotFound".into(),
-                message: "m".into(),
-            },
+            error: ErrorDetail::new("SecretNotFound", "m"),
         };
         assert_eq!(
             serde_json::to_value(&body).unwrap_or_default(),

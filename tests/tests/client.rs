@@ -240,7 +240,8 @@ async fn database_query_transaction_and_errors() {
         .await
         .batch_execute(
             "CREATE TABLE notes (id bigserial PRIMARY KEY, tenant text NOT NULL, body text NOT NULL);
-             ALTER TABLE notes OWNER TO app;
+             GRANT SELECT, INSERT, UPDATE, DELETE ON notes TO app;
+             GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO app;
              ALTER TABLE notes ENABLE ROW LEVEL SECURITY;
              ALTER TABLE notes FORCE ROW LEVEL SECURITY;
              CREATE POLICY isolation ON notes
@@ -273,6 +274,7 @@ async fn database_query_transaction_and_errors() {
         params,
         tenant: tenant.map(str::to_string),
         context: BTreeMap::new(),
+        row_mode: None,
     };
     let r = c
         .query(&q(
@@ -289,6 +291,7 @@ async fn database_query_transaction_and_errors() {
         .transaction(&TransactionRequest {
             tenant: Some("a".into()),
             context: BTreeMap::new(),
+            row_mode: None,
             statements: vec![
                 Statement {
                     sql: "INSERT INTO notes (tenant, body) VALUES ('a', 'second')".into(),
@@ -338,6 +341,7 @@ async fn database_query_transaction_and_errors() {
         .transaction(&TransactionRequest {
             tenant: Some("a".into()),
             context: BTreeMap::new(),
+            row_mode: None,
             statements: vec![
                 Statement {
                     sql: "INSERT INTO notes (tenant, body) VALUES ('a', 'lost')".into(),

@@ -22,7 +22,8 @@ async fn cluster() -> PgCluster {
         .await
         .batch_execute(
             "CREATE TABLE notes (id bigserial PRIMARY KEY, tenant text NOT NULL, body text NOT NULL);
-             ALTER TABLE notes OWNER TO app;
+             GRANT SELECT, INSERT, UPDATE, DELETE ON notes TO app;
+             GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO app;
              ALTER TABLE notes ENABLE ROW LEVEL SECURITY;
              ALTER TABLE notes FORCE ROW LEVEL SECURITY;
              CREATE POLICY isolation ON notes

@@ -68,6 +68,7 @@ async fn create(
             ],
             tenant: Some(tenant.to_string()),
             context: BTreeMap::new(),
+            row_mode: None,
         })
         .await?;
     let row = r.rows.first().ok_or(PaymentError::Integrity)?;
@@ -98,6 +99,7 @@ async fn get(
             params: vec![json!(payment_id)],
             tenant: Some(tenant.to_string()),
             context: BTreeMap::new(),
+            row_mode: None,
         })
         .await?;
     // Another tenant's payment is invisible under RLS: the same answer as no payment at all.

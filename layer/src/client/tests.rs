@@ -85,6 +85,7 @@ async fn database_writes_are_not_retried_once_sent() {
         params: vec![],
         tenant: Some("t1".into()),
         context: Default::default(),
+        row_mode: None,
     };
     let e = c.query(&req).await.unwrap_err();
     assert!(
