@@ -304,7 +304,7 @@ pub async fn run(p: &Peers, quick: bool) -> Result<Comparison, String> {
         title: "RLS-scoped single-row SELECT: Hearth vs connect-per-invocation vs in-process pool vs PgBouncer".into(),
         baseline: 1,
         rows: vec![
-            Row::new("Hearth (POST /v1/db/query, keep-alive HTTP)", hearth, "BEGIN, set_config, SELECT, COMMIT, RESET ALL pipelined on a warm pooled connection"),
+            Row::new("Hearth (POST /v1/db/query, keep-alive HTTP)", hearth, "BEGIN, set_config, SELECT, COMMIT with the session clean-up and check, pipelined on a warm pooled connection"),
             Row::new("connect per invocation (tokio-postgres, SCRAM)", per_invocation, "new connection + SCRAM every time; BEGIN, set_config, SELECT, COMMIT (driver-prepared)"),
             Row::new("in-process pool (hearth-db `Db` as a library)", pool, "Hearth's pool and protocol without the HTTP hop"),
             Row::new("PgBouncer transaction mode, warm client connection", bouncer_warm, "BEGIN, set_config, SELECT, COMMIT as 4 round trips, unnamed statements"),

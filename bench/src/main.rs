@@ -93,6 +93,16 @@ fn record(r: &mut Report, section: &str, res: Result<Vec<Comparison>, String>) {
     }
 }
 
+/// The database comparisons: the RLS query four ways, and what tenant isolation costs.
+async fn database(r: &mut Report, p: &peers::Peers, quick: bool) {
+    record(r, "RLS query", db::run(p, quick).await.map(|c| vec![c]));
+    record(
+        r,
+        "RLS protocol",
+        db::protocol(p, quick).await.map(|c| vec![c]),
+    );
+}
+
 async fn run(a: &Args) -> Report {
     let started = Instant::now();
     let mut r = Report {
@@ -115,16 +125,7 @@ async fn run(a: &Args) -> Report {
     };
     r.versions = machine::versions(&p).await;
     if a.only_db {
-        record(
-            &mut r,
-            "RLS query",
-            db::run(&p, a.quick).await.map(|c| vec![c]),
-        );
-        record(
-            &mut r,
-            "RLS protocol",
-            db::protocol(&p, a.quick).await.map(|c| vec![c]),
-        );
+        database(&mut r, &p, a.quick).await;
         return r;
     }
 
@@ -155,16 +156,7 @@ async fn run(a: &Args) -> Report {
         Err(e) => r.failures.push(format!("metrics: {e}")),
     }
     eprintln!("hearth-bench: RLS query");
-    record(
-        &mut r,
-        "RLS query",
-        db::run(&p, a.quick).await.map(|c| vec![c]),
-    );
-    record(
-        &mut r,
-        "RLS protocol",
-        db::protocol(&p, a.quick).await.map(|c| vec![c]),
-    );
+    database(&mut r, &p, a.quick).await;
 
     eprintln!("hearth-bench: HTTP hop");
     let path = secrets::path();

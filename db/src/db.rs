@@ -366,6 +366,13 @@ async fn run_on(
             }
         };
         lease.clean = true;
+        if stmt.columns().is_empty() && returns_undescribed_rows(s.sql) {
+            return Err(DbError::InvalidRequest(
+                "FETCH and EXECUTE return rows whose columns the server does not describe in \
+                 advance, so Hearth cannot return them: select from the query directly"
+                    .into(),
+            ));
+        }
         if let Some(col) = stmt
             .columns()
             .iter()
@@ -525,6 +532,50 @@ async fn run_on(
     }
 }
 
+/// Whether a statement the server describes as returning no rows may return some anyway:
+/// `FETCH` from a cursor and `EXECUTE` of a SQL-prepared statement, whose rows would reach the
+/// client without a description. Decided on the first keyword after whitespace and comments.
+fn returns_undescribed_rows(sql: &str) -> bool {
+    let mut rest = sql;
+    loop {
+        rest = rest.trim_start();
+        if let Some(r) = rest.strip_prefix("--") {
+            rest = r.split_once('\n').map_or("", |(_, after)| after);
+        } else if rest.starts_with("/*") {
+            // Nested block comments, as PostgreSQL reads them.
+            let mut depth = 0usize;
+            let mut end = rest.len();
+            let bytes = rest.as_bytes();
+            let mut i = 0;
+            while i + 1 < bytes.len() {
+                match (bytes[i], bytes[i + 1]) {
+                    (b'/', b'*') => {
+                        depth += 1;
+                        i += 2;
+                    }
+                    (b'*', b'/') => {
+                        depth -= 1;
+                        i += 2;
+                        if depth == 0 {
+                            end = i;
+                            break;
+                        }
+                    }
+                    _ => i += 1,
+                }
+            }
+            rest = rest.get(end..).unwrap_or("");
+        } else {
+            break;
+        }
+    }
+    let word: String = rest
+        .chars()
+        .take_while(|c| c.is_ascii_alphabetic())
+        .collect();
+    word.eq_ignore_ascii_case("fetch") || word.eq_ignore_ascii_case("execute")
+}
+
 /// Object rows need distinct column names; refused before anything runs.
 fn check_unique_names(stmt: &Statement) -> Result<(), DbError> {
     let mut seen: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
@@ -624,5 +675,31 @@ fn pool_error(e: PoolError<DbError>) -> DbError {
         PoolError::Backend(e) => e,
         PoolError::Closed => DbError::Closed,
         other => DbError::DbUnavailable(other.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::returns_undescribed_rows;
+
+    #[test]
+    fn undescribed_row_statements() {
+        for yes in [
+            "FETCH ALL FROM c",
+            "  fetch 10 c",
+            "-- a comment\nEXECUTE p(1)",
+            "/* a /* nested */ comment */ Fetch c",
+        ] {
+            assert!(returns_undescribed_rows(yes), "{yes}");
+        }
+        for no in [
+            "SELECT 1",
+            "fetched",
+            "INSERT INTO t VALUES (1)",
+            "/* unterminated",
+            "",
+        ] {
+            assert!(!returns_undescribed_rows(no), "{no}");
+        }
     }
 }

@@ -185,11 +185,15 @@ fn to_json(ty: &Type, raw: &[u8]) -> Result<Value, BoxError> {
             i32::MIN => "-infinity".to_owned(),
             _ => NaiveDate::from_sql(ty, raw)?.format("%Y-%m-%d").to_string(),
         }),
-        Type::TIME => Value::String(
-            NaiveTime::from_sql(ty, raw)?
-                .format("%H:%M:%S%.f")
-                .to_string(),
-        ),
+        // Microseconds since midnight; PostgreSQL allows 24:00:00, which chrono cannot hold.
+        Type::TIME => match i64::from_sql(&Type::INT8, raw)? {
+            86_400_000_000 => Value::String("24:00:00".to_owned()),
+            _ => Value::String(
+                NaiveTime::from_sql(ty, raw)?
+                    .format("%H:%M:%S%.f")
+                    .to_string(),
+            ),
+        },
         _ => return Err("unsupported type".into()),
     })
 }

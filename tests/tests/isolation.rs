@@ -468,8 +468,15 @@ async fn cursor_with_hold_does_not_reach_the_next_tenant() {
             ),
         ] {
             let (a_pid, ..) = r.attack(case, &hostile).await;
+            // Hearth refuses FETCH itself (its rows are undescribed); the cursor must be gone
+            // from the session too.
             let (status, body) = r.query(B, "FETCH ALL FROM c", json!([])).await;
             assert_refused_without_a(case, status, &body);
+            let (status, body) = r
+                .query(B, "SELECT name FROM pg_cursors WHERE name <> ''", json!([]))
+                .await;
+            assert_eq!(status, 200, "{case}: {body}");
+            assert_eq!(body["rows"], json!([]), "{case}: B sees A's cursor: {body}");
             r.settle(case, a_pid).await;
         }
     })
@@ -1066,7 +1073,8 @@ const HAMMER_HOSTILE_KINDS: usize = 13;
 async fn hammer_check(h: &Hearth, tenant: &str, k: usize) -> (usize, Option<String>, bool) {
     let sql = [
         ROWS_SQL,
-        "FETCH ALL FROM c",
+        // Any cursor left in the session counts as a foreign row.
+        "SELECT name AS tenant, name FROM pg_cursors WHERE name <> ''",
         "SELECT tenant, name, current_setting('app.tenant_id', true) AS ctx FROM scratch",
     ][k];
     let (status, body) = h.post(QUERY, &json!({"sql": sql, "tenant": tenant})).await;
