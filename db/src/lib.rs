@@ -104,7 +104,8 @@
 //! of a second round trip on *every* request; the explicit outcome keeps the common case at
 //! one. Types that cannot be mapped at all are refused before anything runs
 //! ([`DbError::UnsupportedType`]), and so are duplicate column names in object rows
-//! ([`DbError::DuplicateColumn`]; `rowMode: array` keeps them).
+//! ([`DbError::DuplicateColumn`]; `rowMode: array` keeps them) and `FETCH` / `EXECUTE`, whose
+//! rows the server does not describe in advance ([`DbError::InvalidRequest`]).
 //!
 //! # Roles that escape Row-Level Security
 //!

@@ -260,6 +260,37 @@ impl SimEnv {
         s
     }
 
+    /// Waits until the simulator has frozen the environment *and* the extension process is
+    /// really stopped. lambda-simulator 0.2.0 marks the environment frozen before it sends
+    /// SIGSTOP, and a signal takes effect asynchronously, so `wait_for_frozen` alone can return
+    /// while the extension still runs for a moment (seen under load: a "frozen" extension
+    /// answering). Reads the process state from /proc.
+    pub async fn wait_frozen(&self, within: Duration) {
+        let deadline = Instant::now() + within;
+        let frozen = self.sim.wait_for_frozen(within).await;
+        assert!(
+            frozen.is_ok(),
+            "the simulator did not freeze the environment"
+        );
+        let stat = format!("/proc/{}/stat", self.extension.pid());
+        loop {
+            // The state is the field after the parenthesised command name.
+            let state = std::fs::read_to_string(&stat).ok().and_then(|s| {
+                s.rsplit_once(')')
+                    .and_then(|(_, rest)| rest.split_whitespace().next().map(str::to_owned))
+            });
+            if state.as_deref() == Some("T") {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the extension process is not stopped (state {state:?}) although the \
+                 simulator says frozen"
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
     /// Starts the function binary with Lambda's variables plus `env`.
     pub fn start_function(&mut self, bin: &Path, env: &[(String, String)]) {
         let mut all: Vec<(String, String)> = self.sim.lambda_env_vars().into_iter().collect();

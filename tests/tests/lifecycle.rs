@@ -78,10 +78,7 @@ async fn survives_freeze_and_thaw() {
         let (_, out) = env.invoke(json!({"secretId": "frozen"})).await;
         assert_eq!(out["status"], 200, "{out}");
         assert_eq!(out["secret"]["SecretString"], "v1");
-        env.sim
-            .wait_for_frozen(Duration::from_secs(5))
-            .await
-            .unwrap();
+        env.wait_frozen(Duration::from_secs(5)).await;
         assert!(env.sim.is_frozen());
         // Frozen for real: the extension cannot answer until the next invoke thaws it.
         let http = reqwest::Client::builder().no_proxy().build().unwrap();
@@ -122,10 +119,7 @@ async fn a_freeze_past_the_soft_ttl_serves_at_once_and_refreshes() {
         .invoke(json!({"secretId": "cfg", "metrics": true}))
         .await;
     assert_eq!(out["secret"]["SecretString"], "v1");
-    env.sim
-        .wait_for_frozen(Duration::from_secs(5))
-        .await
-        .unwrap();
+    env.wait_frozen(Duration::from_secs(5)).await;
     sm.put_secret_value()
         .secret_id("cfg")
         .secret_string("v2")
