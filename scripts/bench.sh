@@ -7,10 +7,11 @@
 # every benchmark side by side with its baseline, and writes bench/results/report.md and
 # bench/results/report.json. Exits non-zero when a comparison could not run.
 #
-#   scripts/bench.sh [--quick] [--only-db] [--out DIR]
+#   scripts/bench.sh [--quick] [--only-db | --only-esdk] [--out DIR]
 #
 #   --quick      smaller counts and shorter windows (a smoke run; figures are rough)
 #   --only-db    only the database comparisons (RLS query, and what tenant isolation costs)
+#   --only-esdk  only the in-process ESDK comparison (signed 0x0578 vs 0x0478, 1 KiB)
 #   --out DIR    where the report goes (default bench/results)
 #
 # Environment: CARGO_TARGET_DIR (default: cargo's, target/); NICE, a command prefix for the

@@ -3,6 +3,7 @@
 # a second run checks and returns in about a second.
 #   - Debian: PostgreSQL 15 (the Aurora stand-in), curl, openssl (test TLS CA), iproute2 (ss)
 #   - the project virtualenv .venv: moto, the Python AWS Encryption SDK, cfn-lint
+#   - tests/node/node_modules: the JavaScript AWS Encryption SDK, `npm ci` from the lockfile
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -12,6 +13,7 @@ command -v curl >/dev/null || need_apt+=(curl)
 command -v openssl >/dev/null || need_apt+=(openssl)
 command -v ss >/dev/null || need_apt+=(iproute2)
 command -v python3 >/dev/null || need_apt+=(python3 python3-venv)
+command -v npm >/dev/null || need_apt+=(nodejs npm)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "installing Debian packages: ${need_apt[*]}"
   SUDO=""
@@ -31,4 +33,14 @@ if [ ! -x .venv/bin/python ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; th
   .venv/bin/pip install --quiet --disable-pip-version-check -r "$req"
   echo "$want" > "$stamp"
 fi
-echo "test dependencies ready: $(/usr/lib/postgresql/15/bin/postgres --version), moto $(.venv/bin/python -c 'import moto; print(moto.__version__)')"
+# The JavaScript ESDK, exactly as package-lock.json pins it; reinstalled when the lockfile
+# changes.
+lock=tests/node/package-lock.json
+node_stamp=tests/node/node_modules/.lock.sha256
+node_want=$(sha256sum "$lock" | cut -d' ' -f1)
+if [ "$(cat "$node_stamp" 2>/dev/null)" != "$node_want" ]; then
+  echo "installing the JavaScript AWS Encryption SDK (npm ci)"
+  (cd tests/node && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
+  echo "$node_want" > "$node_stamp"
+fi
+echo "test dependencies ready: $(/usr/lib/postgresql/15/bin/postgres --version), moto $(.venv/bin/python -c 'import moto; print(moto.__version__)'), @aws-crypto/client-node $(node -p 'require("./tests/node/node_modules/@aws-crypto/client-node/package.json").version')"

@@ -11,16 +11,17 @@
 //! - [`stats`]: samples, percentiles, the bounded measurement loop.
 //! - [`client`]: a minimal keep-alive HTTP/1.1 client; [`floor`]: the loopback floor server.
 //! - [`peers`]: moto, Postgres (RLS table), PgBouncer, and the `hearth` binary, started once.
-//! - [`secrets`], [`kms`], [`db`], [`hop`]: the comparisons; [`extension`]: start-up,
+//! - [`secrets`], [`kms`], [`esdk`], [`db`], [`hop`]: the comparisons; [`extension`]: start-up,
 //!   per-invoke overhead, RSS, binary size.
 //! - [`machine`]: the machine and versions; [`goals`]: the goals, met or missed;
 //!   [`report`]: Markdown and JSON.
 //!
-//! Usage: `hearth-bench [--quick] [--only-db] [--out DIR]` (default DIR: `bench/results`), or
+//! Usage: `hearth-bench [--quick] [--only-db | --only-esdk] [--out DIR]` (default DIR: `bench/results`), or
 //! `hearth-bench profile --hearth BINARY [--reads N]` ([`profile`], see bench/PROFILING.md).
 
 mod client;
 mod db;
+mod esdk;
 mod extension;
 mod floor;
 mod goals;
@@ -48,6 +49,8 @@ struct Args {
     quick: bool,
     /// Only the database comparisons (`--only-db`).
     only_db: bool,
+    /// Only the in-process ESDK comparison (`--only-esdk`).
+    only_esdk: bool,
     out: PathBuf,
 }
 
@@ -55,6 +58,7 @@ fn args() -> Result<Args, String> {
     let mut a = Args {
         quick: false,
         only_db: false,
+        only_esdk: false,
         out: workspace_root().join("bench/results"),
     };
     let mut it = std::env::args().skip(1);
@@ -62,10 +66,11 @@ fn args() -> Result<Args, String> {
         match arg.as_str() {
             "--quick" => a.quick = true,
             "--only-db" => a.only_db = true,
+            "--only-esdk" => a.only_esdk = true,
             "--out" => a.out = PathBuf::from(it.next().ok_or("--out needs a directory")?),
             other => {
                 return Err(format!(
-                "unknown argument {other:?}; usage: hearth-bench [--quick] [--only-db] [--out DIR]"
+                "unknown argument {other:?}; usage: hearth-bench [--quick] [--only-db | --only-esdk] [--out DIR]"
             ))
             }
         }
@@ -128,6 +133,14 @@ async fn run(a: &Args) -> Report {
         database(&mut r, &p, a.quick).await;
         return r;
     }
+    if a.only_esdk {
+        record(
+            &mut r,
+            "signed ESDK messages",
+            esdk::run(a.quick).await.map(|c| vec![c]),
+        );
+        return r;
+    }
 
     // Idle RSS: after start and prewarm, before any load.
     tokio::time::sleep(Duration::from_secs(2)).await;
@@ -141,6 +154,12 @@ async fn run(a: &Args) -> Report {
         &mut r,
         "secret read",
         secrets::run(&p, a.quick).await.map(|c| vec![c]),
+    );
+    eprintln!("hearth-bench: signed ESDK messages");
+    record(
+        &mut r,
+        "signed ESDK messages",
+        esdk::run(a.quick).await.map(|c| vec![c]),
     );
     eprintln!("hearth-bench: envelope encryption");
     record(&mut r, "envelope encryption", kms::run(&p, a.quick).await);

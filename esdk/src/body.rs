@@ -1,4 +1,4 @@
-//! The framed message body (data-format/message-body.md, message-body-aad.md).
+//! The message body (data-format/message-body.md, message-body-aad.md).
 //!
 //! ```text
 //! regular frame: seq u32 | IV [12] | content [frame length] | tag [16]
@@ -6,15 +6,20 @@
 //! frame AAD:     message id | "AWSKMSEncryptionClient Frame" or "... Final Frame"
 //!                | seq u32 | plaintext length u64
 //! frame IV:      the sequence number, big-endian, left-padded with zeros to 12 bytes
+//! non-framed:    IV [12] | content length u64 | content | tag [16]
+//!                AAD: message id | "AWSKMSEncryptionClient Single Block" | 1 u32 | length u64
 //! ```
 //!
 //! Sequence numbers start at 1 and increase by one; the final frame is always present and
-//! last, and holds between 0 and frame-length bytes.
+//! last, and holds between 0 and frame-length bytes. In format 2.0 the frame IV must be the
+//! padded sequence number (every SDK that writes 2.0 does so); in format 1.0 the IV stored in
+//! the frame is used as it is (the specification does not ask decrypt to check it, and
+//! GCM authenticates it), so messages from any 1.x writer open.
 
 use aws_lc_rs::aead::{Aad, Nonce};
 
 use crate::error::{malformed, Error, Field};
-use crate::header::{IV_LEN, MESSAGE_ID_LEN, TAG_LEN};
+use crate::header::{IV_LEN, TAG_LEN};
 use crate::key::MessageKeys;
 use crate::wire::Reader;
 use crate::MAX_PLAINTEXT_LEN;
@@ -23,6 +28,7 @@ use crate::MAX_PLAINTEXT_LEN;
 const FINAL_FRAME_MARKER: u32 = 0xFFFF_FFFF;
 const REGULAR_FRAME_AAD: &[u8] = b"AWSKMSEncryptionClient Frame";
 const FINAL_FRAME_AAD: &[u8] = b"AWSKMSEncryptionClient Final Frame";
+const SINGLE_BLOCK_AAD: &[u8] = b"AWSKMSEncryptionClient Single Block";
 
 /// The IV of frame `seq`: the sequence number padded to the IV length.
 fn frame_iv(seq: u32) -> [u8; IV_LEN] {
@@ -32,13 +38,17 @@ fn frame_iv(seq: u32) -> [u8; IV_LEN] {
 }
 
 /// The AAD of frame `seq` holding `len` plaintext bytes.
-fn frame_aad(message_id: &[u8; MESSAGE_ID_LEN], last: bool, seq: u32, len: usize) -> Vec<u8> {
+fn frame_aad(message_id: &[u8], last: bool, seq: u32, len: usize) -> Vec<u8> {
     let label = if last {
         FINAL_FRAME_AAD
     } else {
         REGULAR_FRAME_AAD
     };
-    let mut aad = Vec::with_capacity(MESSAGE_ID_LEN + label.len() + 12);
+    body_aad(message_id, label, seq, len)
+}
+
+fn body_aad(message_id: &[u8], label: &[u8], seq: u32, len: usize) -> Vec<u8> {
+    let mut aad = Vec::with_capacity(message_id.len() + label.len() + 12);
     aad.extend_from_slice(message_id);
     aad.extend_from_slice(label);
     aad.extend_from_slice(&seq.to_be_bytes());
@@ -53,7 +63,7 @@ fn frame_aad(message_id: &[u8; MESSAGE_ID_LEN], last: bool, seq: u32, len: usize
 /// frame (the "SHOULD" of the specification), not with an empty one.
 pub(crate) fn seal(
     keys: &MessageKeys,
-    message_id: &[u8; MESSAGE_ID_LEN],
+    message_id: &[u8],
     frame_length: u32,
     plaintext: &[u8],
     out: &mut Vec<u8>,
@@ -101,28 +111,47 @@ pub(crate) fn seal(
     }
 }
 
-/// Decrypts the framed body in `r` (positioned just after the header) and requires the
-/// input to end right after the final frame.
-pub(crate) fn open(
+/// Decrypts the non-framed body in `r` (positioned just after the header) into
+/// `plaintext`, leaving `r` after the body's tag.
+pub(crate) fn open_single(
     keys: &MessageKeys,
-    message_id: &[u8; MESSAGE_ID_LEN],
-    frame_length: u32,
+    message_id: &[u8],
     r: &mut Reader<'_>,
-) -> Result<Vec<u8>, Error> {
-    // Never more plaintext than ciphertext: the input bounds the allocation.
-    let mut plaintext = Vec::with_capacity(r.remaining().min(MAX_PLAINTEXT_LEN));
-    let result = open_frames(keys, message_id, frame_length, r, &mut plaintext);
-    if result.is_err() {
-        // Do not leave unauthenticated plaintext of a failed frame lying in freed memory.
-        zeroize::Zeroize::zeroize(&mut plaintext);
-    }
-    result.map(|()| plaintext)
+    plaintext: &mut Vec<u8>,
+) -> Result<(), Error> {
+    let iv = r.array::<IV_LEN>(Field::FrameIv)?;
+    let len = r.u64(Field::FrameContentLength)?;
+    let len = usize::try_from(len)
+        .ok()
+        .filter(|n| *n <= MAX_PLAINTEXT_LEN)
+        .ok_or(Error::PlaintextTooLarge {
+            len: usize::try_from(len).unwrap_or(usize::MAX),
+            max: MAX_PLAINTEXT_LEN,
+        })?;
+    let content = r.take(len, Field::FrameContent)?;
+    let tag = r.take(TAG_LEN, Field::FrameAuthTag)?;
+    plaintext.resize(len, 0);
+    keys.aead
+        .open_separate_gather(
+            Nonce::assume_unique_for_key(iv),
+            Aad::from(body_aad(message_id, SINGLE_BLOCK_AAD, 1, len)),
+            content,
+            tag,
+            plaintext,
+        )
+        .map_err(|_| Error::AuthenticationFailed {
+            field: Field::FrameAuthTag,
+        })
 }
 
-fn open_frames(
+/// Decrypts the framed body in `r` (positioned just after the header) into `plaintext`,
+/// leaving `r` right after the final frame. `strict_iv`: frame IVs must be the padded
+/// sequence number (format 2.0).
+pub(crate) fn open_framed(
     keys: &MessageKeys,
-    message_id: &[u8; MESSAGE_ID_LEN],
+    message_id: &[u8],
     frame_length: u32,
+    strict_iv: bool,
     r: &mut Reader<'_>,
     plaintext: &mut Vec<u8>,
 ) -> Result<(), Error> {
@@ -141,7 +170,7 @@ fn open_frames(
             return Err(malformed(Field::SequenceNumber, "out of order"));
         }
         let iv = r.array::<IV_LEN>(Field::FrameIv)?;
-        if iv != frame_iv(seq) {
+        if strict_iv && iv != frame_iv(seq) {
             return Err(malformed(Field::FrameIv, "not the sequence number"));
         }
         let len = if last {
@@ -183,10 +212,7 @@ fn open_frames(
             })?;
 
         if last {
-            return match r.remaining() {
-                0 => Ok(()),
-                count => Err(Error::TrailingBytes { count }),
-            };
+            return Ok(());
         }
         expected = expected
             .checked_add(1)
@@ -206,6 +232,7 @@ mod tests {
 
     #[test]
     fn aad_layout() {
+        const MESSAGE_ID_LEN: usize = crate::header::MESSAGE_ID_LEN;
         let id = [0x11u8; MESSAGE_ID_LEN];
         let aad = frame_aad(&id, true, 3, 0x0102);
         let expected = [

@@ -20,18 +20,43 @@ pub type EncryptionContext = BTreeMap<String, String>;
 /// signed suites); encrypt refuses them, as the specification requires.
 pub const RESERVED_CONTEXT_PREFIX: &str = "aws-crypto-";
 
-/// Serializes `context` (without the outer AAD length), checking every limit of the format.
-pub(crate) fn serialize(context: &EncryptionContext) -> Result<Vec<u8>, Error> {
-    if context.is_empty() {
-        return Ok(Vec::new());
-    }
-    let invalid = |reason| Error::InvalidEncryptionContext { reason };
+/// Checks that a caller's context uses no reserved key.
+pub(crate) fn check_user_context(context: &EncryptionContext) -> Result<(), Error> {
     if context
         .keys()
         .any(|k| k.starts_with(RESERVED_CONTEXT_PREFIX))
     {
-        return Err(invalid("keys starting with \"aws-crypto-\" are reserved"));
+        return Err(Error::InvalidEncryptionContext {
+            reason: "keys starting with \"aws-crypto-\" are reserved",
+        });
     }
+    Ok(())
+}
+
+/// The caller's part of a message's context: every entry but the reserved `aws-crypto-`
+/// ones (the signature's public key).
+pub fn user_context(context: &EncryptionContext) -> EncryptionContext {
+    context
+        .iter()
+        .filter(|(k, _)| !k.starts_with(RESERVED_CONTEXT_PREFIX))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect()
+}
+
+/// Serializes a caller's `context` (without the outer AAD length), refusing reserved keys
+/// and checking every limit of the format.
+#[cfg(test)]
+pub(crate) fn serialize(context: &EncryptionContext) -> Result<Vec<u8>, Error> {
+    check_user_context(context)?;
+    serialize_full(context)
+}
+
+/// Serializes a message's full context, reserved entries included.
+pub(crate) fn serialize_full(context: &EncryptionContext) -> Result<Vec<u8>, Error> {
+    if context.is_empty() {
+        return Ok(Vec::new());
+    }
+    let invalid = |reason| Error::InvalidEncryptionContext { reason };
     let count = u16::try_from(context.len()).map_err(|_| invalid("more than 65535 entries"))?;
     let mut out = Vec::new();
     out.extend_from_slice(&count.to_be_bytes());

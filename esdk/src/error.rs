@@ -11,6 +11,8 @@ use std::fmt;
 pub enum Field {
     /// Header: message format version (1 byte).
     Version,
+    /// Header (format 1.0): message type (1 byte, 0x80).
+    MessageType,
     /// Header: algorithm suite id (2 bytes).
     SuiteId,
     /// Header: message id (32 bytes).
@@ -44,22 +46,33 @@ pub enum Field {
     EdkCiphertext,
     /// Header: content type (1 byte).
     ContentType,
+    /// Header (format 1.0): reserved bytes (4, zero).
+    Reserved,
+    /// Header (format 1.0): IV length (1 byte, 12).
+    IvLength,
     /// Header: frame length (4 bytes).
     FrameLength,
     /// Header: algorithm suite data, the key commitment (32 bytes).
     SuiteData,
+    /// Header (format 1.0): the header authentication IV (12 bytes).
+    HeaderIv,
     /// Header: authentication tag (16 bytes).
     HeaderAuthTag,
     /// Body: a frame's sequence number (or the final-frame marker).
     SequenceNumber,
-    /// Body: a frame's IV (12 bytes).
+    /// Body: a frame's IV (12 bytes), or the non-framed body's.
     FrameIv,
-    /// Body: the final frame's encrypted content length (4 bytes).
+    /// Body: the final frame's encrypted content length (4 bytes), or the non-framed
+    /// body's (8 bytes).
     FrameContentLength,
-    /// Body: a frame's encrypted content.
+    /// Body: a frame's encrypted content, or the non-framed body's.
     FrameContent,
-    /// Body: a frame's authentication tag (16 bytes).
+    /// Body: a frame's authentication tag (16 bytes), or the non-framed body's.
     FrameAuthTag,
+    /// Footer: the signature length (2 bytes).
+    SignatureLength,
+    /// Footer: the signature.
+    Signature,
 }
 
 impl Field {
@@ -67,6 +80,7 @@ impl Field {
     pub fn as_str(self) -> &'static str {
         match self {
             Field::Version => "version",
+            Field::MessageType => "message_type",
             Field::SuiteId => "suite_id",
             Field::MessageId => "message_id",
             Field::AadLength => "aad_length",
@@ -83,14 +97,19 @@ impl Field {
             Field::EdkCiphertextLength => "edk_ciphertext_length",
             Field::EdkCiphertext => "edk_ciphertext",
             Field::ContentType => "content_type",
+            Field::Reserved => "reserved",
+            Field::IvLength => "iv_length",
             Field::FrameLength => "frame_length",
             Field::SuiteData => "suite_data",
+            Field::HeaderIv => "header_iv",
             Field::HeaderAuthTag => "header_auth_tag",
             Field::SequenceNumber => "sequence_number",
             Field::FrameIv => "frame_iv",
             Field::FrameContentLength => "frame_content_length",
             Field::FrameContent => "frame_content",
             Field::FrameAuthTag => "frame_auth_tag",
+            Field::SignatureLength => "signature_length",
+            Field::Signature => "signature",
         }
     }
 }
@@ -113,15 +132,31 @@ pub enum Error {
         /// The field that was cut short.
         field: Field,
     },
-    /// The message format version is not 2.0 (1.0 messages are not supported).
+    /// The message format version is neither 1.0 nor 2.0.
     #[error("unsupported message format version {0:#04x}")]
     UnsupportedVersion(u8),
-    /// The algorithm suite is not 0x0478 (AES_256_GCM_HKDF_SHA512_COMMIT_KEY).
+    /// The algorithm suite is not one of the ESDK's eleven (on decrypt), or not one this
+    /// crate writes (on encrypt: 0x0478 and 0x0578).
     #[error("unsupported algorithm suite {0:#06x}")]
     UnsupportedSuite(u16),
-    /// The content type is valid but not supported (non-framed content, 0x01).
-    #[error("unsupported content type {0:#04x}")]
-    UnsupportedContentType(u8),
+    /// The commitment policy refuses the message's suite (a non-committing suite under
+    /// require-encrypt-require-decrypt, or a suite encrypt may not use).
+    #[error("the commitment policy {policy} does not allow algorithm suite {suite:#06x}")]
+    CommitmentPolicy {
+        /// The suite id.
+        suite: u16,
+        /// The policy's name.
+        policy: &'static str,
+    },
+    /// A signed message's public key is missing or malformed, or an unsigned one has one.
+    #[error("invalid signature public key: {reason}")]
+    InvalidPublicKey {
+        /// What is wrong.
+        reason: &'static str,
+    },
+    /// The footer's signature does not verify: the message was altered.
+    #[error("the message signature does not verify")]
+    SignatureInvalid,
     /// A field holds a value the format does not allow.
     #[error("malformed {field}: {reason}")]
     Malformed {
@@ -148,14 +183,14 @@ pub enum Error {
         /// [`Field::HeaderAuthTag`] or [`Field::FrameAuthTag`].
         field: Field,
     },
-    /// Bytes follow the final frame.
-    #[error("{count} unexpected bytes after the final frame")]
+    /// Bytes follow the end of the message (the final frame, or the footer).
+    #[error("{count} unexpected bytes after the end of the message")]
     TrailingBytes {
         /// How many bytes follow.
         count: usize,
     },
-    /// The plaintext data key does not have the suite's 32 bytes.
-    #[error("data key must be 32 bytes, got {len}")]
+    /// The plaintext data key does not have the suite's length (16, 24 or 32 bytes).
+    #[error("data key has the wrong length for the suite: {len} bytes")]
     InvalidDataKeyLength {
         /// The length supplied.
         len: usize,
@@ -177,6 +212,12 @@ pub enum Error {
         /// What is wrong with it.
         reason: &'static str,
     },
+    /// Encrypt was given a signing key for an unsigned suite, or none for a signed one.
+    #[error("signing key: {reason}")]
+    InvalidSigningKey {
+        /// What is wrong.
+        reason: &'static str,
+    },
     /// An encrypted data key passed to encrypt cannot be serialized, or none was given.
     #[error("invalid encrypted data key: {reason}")]
     InvalidEncryptedDataKey {
@@ -195,7 +236,9 @@ impl Error {
             Error::Truncated { .. } => "TruncatedCiphertext",
             Error::UnsupportedVersion(_) => "UnsupportedVersion",
             Error::UnsupportedSuite(_) => "UnsupportedAlgorithm",
-            Error::UnsupportedContentType(_) => "UnsupportedContentType",
+            Error::CommitmentPolicy { .. } => "CommitmentPolicyViolation",
+            Error::InvalidPublicKey { .. } => "InvalidPublicKey",
+            Error::SignatureInvalid => "SignatureInvalid",
             Error::Malformed { .. } => "MalformedCiphertext",
             Error::TooManyEncryptedDataKeys { .. } => "TooManyEncryptedDataKeys",
             Error::CommitmentMismatch => "CommitmentMismatch",
@@ -206,6 +249,7 @@ impl Error {
             Error::PlaintextTooLarge { .. } => "PlaintextTooLarge",
             Error::InvalidEncryptionContext { .. } => "InvalidEncryptionContext",
             Error::InvalidEncryptedDataKey { .. } => "InvalidEncryptedDataKey",
+            Error::InvalidSigningKey { .. } => "InvalidSigningKey",
             Error::Crypto => "CryptoFailure",
         }
     }

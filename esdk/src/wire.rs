@@ -83,6 +83,10 @@ impl<'a> Reader<'a> {
         Ok(u32::from_be_bytes(self.array(field)?))
     }
 
+    pub(crate) fn u64(&mut self, field: Field) -> Result<u64, Error> {
+        Ok(u64::from_be_bytes(self.array(field)?))
+    }
+
     /// Takes a u16 length (reported as `len_field`) and then that many bytes (`field`).
     pub(crate) fn u16_prefixed(
         &mut self,

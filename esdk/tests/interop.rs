@@ -168,6 +168,14 @@ fn rust_messages() -> Vec<Vector> {
             4096,
             vec![ARN],
         ),
+        ("signed-empty", ctx(&[]), Vec::new(), 4096, vec![ARN]),
+        (
+            "signed-with-context",
+            ctx(&[("tenant", "t-3")]),
+            pattern(10_000),
+            4096,
+            vec![ARN, FALLBACK_ARN],
+        ),
     ];
     cases
         .into_iter()
@@ -175,8 +183,22 @@ fn rust_messages() -> Vec<Vector> {
         .map(|(i, (name, context, plaintext, frame_length, arns))| {
             let key = key(0x40 + i as u8);
             let edks: Vec<_> = arns.iter().map(|arn| kms_edk(arn, &key)).collect();
-            let ciphertext =
-                encrypt(&key, &edks, &context, &plaintext, frame_length).expect("encrypt");
+            let ciphertext = if name.starts_with("signed") {
+                let suite = hearth_esdk::Suite::Aes256GcmHkdfSha512CommitKeyEcdsaP384;
+                let signer = hearth_esdk::SigningKey::generate(suite).expect("signing key");
+                hearth_esdk::encrypt_with(
+                    suite,
+                    &key,
+                    &edks,
+                    &context,
+                    Some(&signer),
+                    &plaintext,
+                    frame_length,
+                )
+                .expect("encrypt")
+            } else {
+                encrypt(&key, &edks, &context, &plaintext, frame_length).expect("encrypt")
+            };
             Vector {
                 name: name.to_owned(),
                 frame_length,
@@ -212,7 +234,7 @@ fn python_decrypts_rust_messages() {
         "python failed\nstdout:\n{stdout}\nstderr:\n{stderr}"
     );
     assert!(
-        stdout.contains("decrypted 8 hearth-esdk messages"),
+        stdout.contains("decrypted 10 hearth-esdk messages"),
         "{stdout}"
     );
 }
@@ -225,6 +247,96 @@ fn rust_messages_decrypt_here() {
         let key = DataKey::from_slice(&v.data_key).expect("key");
         let opened = decrypt(&key, &v.ciphertext).expect("decrypt");
         assert_eq!(opened.plaintext, v.plaintext, "{}", v.name);
-        assert_eq!(opened.context, v.context, "{}", v.name);
+        assert_eq!(
+            hearth_esdk::user_context(&opened.context),
+            v.context,
+            "{}",
+            v.name
+        );
+        let signed = v.name.starts_with("signed");
+        assert_eq!(opened.suite.signature().is_some(), signed, "{}", v.name);
     }
+}
+
+const SUITE_VECTORS: &str = include_str!("vectors/python-esdk-suites.txt");
+
+/// The Python SDK's messages in every suite (tests/vectors/python-esdk-suites.txt, written
+/// by `generate.py --all-suites`): each decrypts under a policy that allows it, with the
+/// recorded plaintext and full context; non-committing ones are refused under the default
+/// policy before any key is needed.
+#[test]
+fn every_suite_from_python_decrypts_under_the_policy_that_allows_it() {
+    use hearth_esdk::{check_policy, decrypt_with_policy, CommitmentPolicy, ContentType, Suite};
+    let vectors = parse_vectors(SUITE_VECTORS);
+    assert_eq!(vectors.len(), 44);
+    let mut seen = std::collections::BTreeSet::new();
+    let mut non_framed = 0;
+    for v in &vectors {
+        let key = DataKey::from_slice(&v.data_key).expect("key");
+        let header = parse_header(&v.ciphertext).unwrap_or_else(|e| panic!("{}: {e}", v.name));
+        let suite = header.suite();
+        assert!(
+            v.name.starts_with(&format!("{:04x}-", suite.id())),
+            "{}",
+            v.name
+        );
+        assert_eq!(
+            header.version(),
+            suite.message_format_version(),
+            "{}",
+            v.name
+        );
+        assert_eq!(header.frame_length(), v.frame_length, "{}", v.name);
+        assert_eq!(header.encryption_context(), &v.context, "{}", v.name);
+        if header.content_type() == ContentType::NonFramed {
+            non_framed += 1;
+            assert_eq!(v.frame_length, 0, "{}", v.name);
+        }
+        seen.insert(suite);
+        for policy in [
+            CommitmentPolicy::RequireEncryptAllowDecrypt,
+            CommitmentPolicy::ForbidEncryptAllowDecrypt,
+        ] {
+            let opened = decrypt_with_policy(&key, &v.ciphertext, policy)
+                .unwrap_or_else(|e| panic!("{}: {e}", v.name));
+            assert_eq!(opened.plaintext, v.plaintext, "{}", v.name);
+            assert_eq!(opened.context, v.context, "{}", v.name);
+            assert_eq!(opened.suite, suite);
+        }
+        let strict = CommitmentPolicy::RequireEncryptRequireDecrypt;
+        if suite.is_committing() {
+            assert!(decrypt(&key, &v.ciphertext).is_ok(), "{}", v.name);
+        } else {
+            let err = check_policy(&header, strict).expect_err("refused");
+            assert_eq!(err.code(), "CommitmentPolicyViolation");
+            assert_eq!(decrypt(&key, &v.ciphertext).map(|_| ()), Err(err));
+        }
+        // The reserved public key is there exactly for signed suites.
+        assert_eq!(
+            hearth_esdk::user_context(&v.context).len() < v.context.len(),
+            suite.signature().is_some(),
+            "{}",
+            v.name
+        );
+        // A wrong key of the right length never opens it.
+        let mut wrong = v.data_key.clone();
+        wrong[0] ^= 1;
+        let wrong = DataKey::from_slice(&wrong).expect("key");
+        let err = decrypt_with_policy(
+            &wrong,
+            &v.ciphertext,
+            CommitmentPolicy::RequireEncryptAllowDecrypt,
+        )
+        .expect_err("wrong key");
+        assert!(
+            matches!(
+                err,
+                Error::CommitmentMismatch | Error::AuthenticationFailed { .. }
+            ),
+            "{}: {err:?}",
+            v.name
+        );
+    }
+    assert_eq!(seen.into_iter().collect::<Vec<_>>(), Suite::ALL.to_vec());
+    assert_eq!(non_framed, 22);
 }

@@ -65,6 +65,16 @@ pub fn is_mrk_arn(id: &str) -> bool {
     })
 }
 
+/// The partition, account and key id of a KMS key ARN
+/// (`arn:PARTITION:kms:REGION:ACCOUNT:key/KEY-ID`); `None` for anything else (aliases
+/// included).
+pub fn kms_key_parts(id: &str) -> Option<(&str, &str, &str)> {
+    let a = parse(id)?;
+    let key = a.resource.strip_prefix("key/")?;
+    (a.service == "kms" && !a.region.is_empty() && !a.account.is_empty() && !key.is_empty())
+        .then_some((a.partition, a.account, key))
+}
+
 /// The ESDK's mrk match: equal identifiers match; otherwise both must be multi-Region key
 /// ARNs equal in every part but the region.
 pub fn mrk_match(a: &str, b: &str) -> bool {

@@ -271,6 +271,15 @@ pub struct KmsConfig {
     pub refresh_percent: u8,
     /// Encryption context of the data key generated at prewarm; `None` skips it.
     pub prewarm_context: Option<std::collections::BTreeMap<String, String>>,
+    /// The ESDK commitment policy (`HEARTH_KMS_COMMITMENT_POLICY`).
+    pub commitment_policy: hearth_esdk::CommitmentPolicy,
+    /// The suite encrypt writes (`HEARTH_KMS_ALGORITHM`): 0x0478 or 0x0578.
+    pub algorithm: hearth_esdk::Suite,
+    /// Further keys decrypt may use (`HEARTH_KMS_DECRYPT_KEYS`): key ARNs or key ids.
+    pub decrypt_keys: Vec<String>,
+    /// Discovery mode with its filter (`HEARTH_KMS_DISCOVERY` and its filter variables);
+    /// `None`: strict.
+    pub discovery: Option<crate::kms::keys::DiscoveryFilter>,
 }
 
 /// Transport security to the database.
@@ -392,6 +401,12 @@ pub const VARIABLES: &[(&str, Option<&str>, &str, &str)] = &[
     ("HEARTH_DB_CA_BUNDLE", None, "/opt/hearth/rds-ca-bundle.pem", "PEM CA bundle for TLS (the RDS global bundle for Aurora)."),
     ("HEARTH_KMS_PREWARM_CONTEXT", None, "(empty context)", "Encryption context of the data key generated at prewarm, as key=value pairs separated by commas (match what the function sends, and any IAM condition), or none to skip."),
     ("HEARTH_KMS_REFRESH_AHEAD_PERCENT", None, "80", "Share of the age, message or byte limit after which a replacement key is generated ahead (50 to 100)."),
+    ("HEARTH_KMS_ALGORITHM", None, "0x0478", "Algorithm suite encrypt writes: 0x0478 (AES_256_GCM_HKDF_SHA512_COMMIT_KEY) or 0x0578 (the same signed with ECDSA P-384, the official SDKs' default; one KMS call per message, as a signing key is never reused)."),
+    ("HEARTH_KMS_COMMITMENT_POLICY", None, "require-encrypt-require-decrypt", "ESDK commitment policy: require-encrypt-require-decrypt (read and write committing suites only), require-encrypt-allow-decrypt (also read ESDK 1.x messages, every suite) or forbid-encrypt-allow-decrypt (read every suite; encrypt is refused, as Hearth writes committing suites only)."),
+    ("HEARTH_KMS_DECRYPT_KEYS", None, "(none)", "Comma-separated key ARNs (or key ids) decrypt may use besides HEARTH_KMS_KEY_ID and HEARTH_KMS_FALLBACK_KEY_ID; a message naming no allowed key is refused (KeyNotAllowed) without a KMS call. Aliases cannot be matched: name the key ARN."),
+    ("HEARTH_KMS_DISCOVERY", None, "false", "Discovery mode: decrypt also tries any key ARN of the accounts in HEARTH_KMS_DISCOVERY_ACCOUNTS (required with it) in HEARTH_KMS_DISCOVERY_PARTITION."),
+    ("HEARTH_KMS_DISCOVERY_ACCOUNTS", None, "(none)", "Comma-separated 12-digit account ids whose keys discovery may use."),
+    ("HEARTH_KMS_DISCOVERY_PARTITION", None, "aws", "AWS partition of the discovery filter (aws, aws-cn, aws-us-gov, ...)."),
 ];
 
 /// Reads variables, records which ones were consumed, and collects problems.
@@ -756,7 +771,93 @@ impl Config {
                 "an integer from 50 to 100",
                 |s| s.parse::<u8>().ok().filter(|n| (50..=100).contains(n)),
             ),
+            commitment_policy: r.parse(
+                "HEARTH_KMS_COMMITMENT_POLICY",
+                hearth_esdk::CommitmentPolicy::RequireEncryptRequireDecrypt,
+                "require-encrypt-require-decrypt, require-encrypt-allow-decrypt or forbid-encrypt-allow-decrypt",
+                hearth_esdk::CommitmentPolicy::parse,
+            ),
+            algorithm: r.parse(
+                "HEARTH_KMS_ALGORITHM",
+                hearth_esdk::Suite::Aes256GcmHkdfSha512CommitKey,
+                "0x0478 (AES_256_GCM_HKDF_SHA512_COMMIT_KEY) or 0x0578 (AES_256_GCM_HKDF_SHA512_COMMIT_KEY_ECDSA_P384)",
+                |s| {
+                    let s = s.to_ascii_uppercase();
+                    [
+                        hearth_esdk::Suite::Aes256GcmHkdfSha512CommitKey,
+                        hearth_esdk::Suite::Aes256GcmHkdfSha512CommitKeyEcdsaP384,
+                    ]
+                    .into_iter()
+                    .find(|suite| s == format!("0X{:04X}", suite.id()) || s == suite.name())
+                },
+            ),
+            decrypt_keys: r.parse(
+                "HEARTH_KMS_DECRYPT_KEYS",
+                Vec::new(),
+                "comma-separated KMS key ARNs (arn:aws:kms:REGION:ACCOUNT:key/ID) or key ids; aliases cannot be matched against a message",
+                |s| {
+                    let keys: Vec<String> = s
+                        .split(',')
+                        .map(str::trim)
+                        .filter(|x| !x.is_empty())
+                        .map(String::from)
+                        .collect();
+                    keys.iter()
+                        .all(|k| {
+                            crate::arn::kms_key_parts(k).is_some()
+                                || crate::kms::keys::is_bare_key_id(k)
+                        })
+                        .then_some(keys)
+                },
+            ),
+            discovery: None,
         };
+        let discovery = r.flag("HEARTH_KMS_DISCOVERY", false);
+        let accounts = r.parse(
+            "HEARTH_KMS_DISCOVERY_ACCOUNTS",
+            std::collections::BTreeSet::new(),
+            "comma-separated 12-digit AWS account ids",
+            |s| {
+                let ids: std::collections::BTreeSet<String> = s
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|x| !x.is_empty())
+                    .map(String::from)
+                    .collect();
+                ids.iter()
+                    .all(|id| id.len() == 12 && id.bytes().all(|b| b.is_ascii_digit()))
+                    .then_some(ids)
+            },
+        );
+        let partition = r.parse(
+            "HEARTH_KMS_DISCOVERY_PARTITION",
+            "aws".to_string(),
+            "an AWS partition name such as aws, aws-cn or aws-us-gov",
+            |s| {
+                (!s.is_empty()
+                    && s.len() <= 32
+                    && s.bytes().all(|b| b.is_ascii_lowercase() || b == b'-'))
+                .then(|| s.to_string())
+            },
+        );
+        let mut kms = kms;
+        if discovery {
+            if accounts.is_empty() {
+                r.problem(
+                    "HEARTH_KMS_DISCOVERY_ACCOUNTS",
+                    "is required with HEARTH_KMS_DISCOVERY=true: name the accounts whose keys may open messages (unfiltered discovery would accept messages under anyone's key)".into(),
+                );
+            }
+            kms.discovery = Some(crate::kms::keys::DiscoveryFilter {
+                partition,
+                accounts,
+            });
+        } else if !accounts.is_empty() {
+            r.problem(
+                "HEARTH_KMS_DISCOVERY_ACCOUNTS",
+                "has no effect without HEARTH_KMS_DISCOVERY=true; set that too".into(),
+            );
+        }
 
         let db = match env.get("HEARTH_DB_SECRET_ID") {
             None => None,
@@ -1281,6 +1382,10 @@ mod tests {
                 capacity: NonZeroUsize::new(1000).unwrap(),
                 refresh_percent: 80,
                 prewarm_context: Some(Default::default()),
+                commitment_policy: hearth_esdk::CommitmentPolicy::RequireEncryptRequireDecrypt,
+                algorithm: hearth_esdk::Suite::Aes256GcmHkdfSha512CommitKey,
+                decrypt_keys: Vec::new(),
+                discovery: None,
             }
         );
         let c = Config::from_env(&env(&[
@@ -1299,6 +1404,70 @@ mod tests {
         assert_eq!(c.kms.max_age, Duration::from_millis(1500));
         assert_eq!((c.kms.max_messages, c.kms.max_bytes), (3, 4096));
         assert_eq!((c.kms.capacity.get(), c.kms.refresh_percent), (10, 100));
+    }
+
+    #[test]
+    fn kms_algorithm_policy_and_key_selection() {
+        let arn = "arn:aws:kms:eu-west-1:111122223333:key/11111111-2222-3333-4444-555555555555";
+        let c = Config::from_env(&env(&[
+            ("HEARTH_TOKEN", "t"),
+            ("HEARTH_KMS_ALGORITHM", "0x0578"),
+            (
+                "HEARTH_KMS_COMMITMENT_POLICY",
+                "require-encrypt-allow-decrypt",
+            ),
+            (
+                "HEARTH_KMS_DECRYPT_KEYS",
+                &format!("{arn}, 11111111-2222-3333-4444-666666666666"),
+            ),
+            ("HEARTH_KMS_DISCOVERY", "true"),
+            ("HEARTH_KMS_DISCOVERY_ACCOUNTS", "111122223333,444455556666"),
+        ]))
+        .unwrap();
+        assert_eq!(c.kms.algorithm.id(), 0x0578);
+        assert_eq!(
+            c.kms.commitment_policy,
+            hearth_esdk::CommitmentPolicy::RequireEncryptAllowDecrypt
+        );
+        assert_eq!(c.kms.decrypt_keys.len(), 2);
+        let filter = c.kms.discovery.unwrap();
+        assert_eq!(
+            (filter.partition.as_str(), filter.accounts.len()),
+            ("aws", 2)
+        );
+        let c = Config::from_env(&env(&[
+            ("HEARTH_TOKEN", "t"),
+            (
+                "HEARTH_KMS_ALGORITHM",
+                "AES_256_GCM_HKDF_SHA512_COMMIT_KEY_ECDSA_P384",
+            ),
+        ]))
+        .unwrap();
+        assert_eq!(c.kms.algorithm.id(), 0x0578);
+
+        let e = Config::from_env(&env(&[
+            ("HEARTH_TOKEN", "t"),
+            ("HEARTH_KMS_ALGORITHM", "0x0378"),
+            ("HEARTH_KMS_COMMITMENT_POLICY", "require"),
+            ("HEARTH_KMS_DECRYPT_KEYS", "alias/app"),
+            ("HEARTH_KMS_DISCOVERY", "true"),
+        ]))
+        .unwrap_err();
+        let vars: Vec<&str> = e.problems.iter().map(|p| p.variable.as_str()).collect();
+        for v in [
+            "HEARTH_KMS_ALGORITHM",
+            "HEARTH_KMS_COMMITMENT_POLICY",
+            "HEARTH_KMS_DECRYPT_KEYS",
+            "HEARTH_KMS_DISCOVERY_ACCOUNTS",
+        ] {
+            assert!(vars.contains(&v), "{v} not in {vars:?}");
+        }
+        let e = Config::from_env(&env(&[
+            ("HEARTH_TOKEN", "t"),
+            ("HEARTH_KMS_DISCOVERY_ACCOUNTS", "12345"),
+        ]))
+        .unwrap_err();
+        assert_eq!(e.problems[0].variable, "HEARTH_KMS_DISCOVERY_ACCOUNTS");
     }
 
     #[test]

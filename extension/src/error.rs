@@ -97,7 +97,9 @@ impl ApiError {
             ApiError::Kms(e) => match e {
                 _ if e.is_bad_input() => StatusCode::BAD_REQUEST,
                 KmsError::KeyNotFound { .. } => StatusCode::NOT_FOUND,
-                KmsError::AccessDenied { .. } => StatusCode::FORBIDDEN,
+                KmsError::AccessDenied { .. } | KmsError::KeyNotAllowed { .. } => {
+                    StatusCode::FORBIDDEN
+                }
                 KmsError::KeyUnusable { .. } => StatusCode::CONFLICT,
                 KmsError::Throttled => StatusCode::TOO_MANY_REQUESTS,
                 KmsError::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,

@@ -76,8 +76,8 @@ pub struct Health {
 /// Encryption context: string pairs bound to a ciphertext as authenticated data.
 pub type EncryptionContext = BTreeMap<String, String>;
 
-/// `POST /v1/kms/encrypt` request.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// `POST /v1/kms/encrypt` request. `Debug` shows the plaintext's length only.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct EncryptRequest {
     /// Plaintext, base64.
@@ -88,6 +88,25 @@ pub struct EncryptRequest {
     /// KMS key id or ARN; the configured default key when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub key_id: Option<String>,
+}
+
+impl std::fmt::Debug for EncryptRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EncryptRequest")
+            .field("plaintext", &Redacted(self.plaintext.len()))
+            .field("context", &self.context)
+            .field("key_id", &self.key_id)
+            .finish()
+    }
+}
+
+/// Stands in for a secret in `Debug` output: `<redacted N bytes>` (or values).
+struct Redacted(usize);
+
+impl std::fmt::Debug for Redacted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "<redacted {}>", self.0)
+    }
 }
 
 /// `POST /v1/kms/encrypt` response.
@@ -115,8 +134,12 @@ pub struct DecryptRequest {
 pub struct DecryptResponse {
     /// Plaintext, base64.
     pub plaintext: String,
-    /// The message's encryption context.
+    /// The message's encryption context, without the reserved `aws-crypto-` entries (the
+    /// signature's public key of signed suites).
     pub context: EncryptionContext,
+    /// ARN of the KMS key whose encrypted data key opened the message.
+    #[serde(default)]
+    pub key_arn: String,
 }
 
 impl std::fmt::Debug for DecryptResponse {
@@ -124,6 +147,7 @@ impl std::fmt::Debug for DecryptResponse {
         f.debug_struct("DecryptResponse")
             .field("plaintext", &"<redacted>")
             .field("context", &self.context)
+            .field("key_arn", &self.key_arn)
             .finish()
     }
 }
@@ -162,8 +186,9 @@ impl std::fmt::Debug for DataKeyResponse {
     }
 }
 
-/// One SQL statement with its positional parameters (`$1`, `$2`, ...).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// One SQL statement with its positional parameters (`$1`, `$2`, ...). `Debug` shows the
+/// SQL and the number of parameters, never their values (they may be card data).
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Statement {
     /// SQL text with `$n` placeholders.
@@ -173,8 +198,17 @@ pub struct Statement {
     pub params: Vec<serde_json::Value>,
 }
 
-/// `POST /v1/db/query` request.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+impl std::fmt::Debug for Statement {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Statement")
+            .field("sql", &self.sql)
+            .field("params", &Redacted(self.params.len()))
+            .finish()
+    }
+}
+
+/// `POST /v1/db/query` request. `Debug` redacts the parameter values as [`Statement`] does.
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct QueryRequest {
     /// SQL text with `$n` placeholders.
@@ -204,6 +238,18 @@ pub enum RowMode {
     Object,
     /// Each row is an array of values in the order of `columns`; duplicate names are fine.
     Array,
+}
+
+impl std::fmt::Debug for QueryRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("QueryRequest")
+            .field("sql", &self.sql)
+            .field("params", &Redacted(self.params.len()))
+            .field("tenant", &self.tenant)
+            .field("context", &self.context)
+            .field("row_mode", &self.row_mode)
+            .finish()
+    }
 }
 
 /// A result column: name and Postgres type name.
@@ -327,6 +373,42 @@ mod tests {
         let shown = format!("{v:?}");
         assert!(!shown.contains("hunter2"), "{shown}");
         assert!(shown.contains("<redacted>"));
+    }
+
+    #[test]
+    fn request_debug_redacts_plaintext_and_params() {
+        let e = EncryptRequest {
+            plaintext: "c2VjcmV0LXBsYWludGV4dA==".into(),
+            context: EncryptionContext::from([("tenant".into(), "t".into())]),
+            key_id: None,
+        };
+        let q = QueryRequest {
+            sql: "insert into cards values ($1)".into(),
+            params: vec![serde_json::json!("4111111111111111")],
+            tenant: Some("t".into()),
+            context: BTreeMap::new(),
+            row_mode: None,
+        };
+        let st = Statement {
+            sql: "select $1".into(),
+            params: vec![serde_json::json!("4111111111111111")],
+        };
+        let tx = TransactionRequest {
+            statements: vec![st.clone()],
+            tenant: None,
+            context: BTreeMap::new(),
+            row_mode: None,
+        };
+        for shown in [
+            format!("{e:?} {e:#?}"),
+            format!("{q:?} {q:#?}"),
+            format!("{st:?}"),
+            format!("{tx:?}"),
+        ] {
+            assert!(!shown.contains("c2VjcmV0"), "{shown}");
+            assert!(!shown.contains("4111"), "{shown}");
+            assert!(shown.contains("<redacted"), "{shown}");
+        }
     }
 
     #[test]

@@ -1,5 +1,7 @@
 //! KMS envelope encryption end to end: the real `hearth` binary against moto's KMS, driven
-//! over HTTP, with the official Python AWS Encryption SDK on the other side for interop.
+//! over HTTP, with the official Python and JavaScript AWS Encryption SDKs on the other side
+//! for interop (tests/python/esdk_interop.py, tests/node/esdk_interop.js; both installed by
+//! scripts/install-test-deps.sh).
 //!
 //! Counts come from `/v1/metrics` (`kms.generate_data_key_calls`, `kms.decrypt_calls`),
 //! never from timing moto. Each test starts its own moto and hearth processes, so tests
@@ -65,8 +67,34 @@ impl Kms {
     /// Runs tests/python/esdk_interop.py; stdout on success, stderr on failure.
     fn python(&self, args: &[&str], request: &Value) -> Result<String, String> {
         let root = workspace_root();
-        let script: PathBuf = root.join("tests/python/esdk_interop.py");
-        let mut child = Command::new(root.join(".venv/bin/python"))
+        self.run(
+            root.join(".venv/bin/python"),
+            root.join("tests/python/esdk_interop.py"),
+            args,
+            request,
+        )
+    }
+
+    /// Runs tests/node/esdk_interop.js (the JavaScript ESDK, its defaults); stdout on
+    /// success, stderr on failure.
+    fn node(&self, args: &[&str], request: &Value) -> Result<String, String> {
+        let root = workspace_root();
+        self.run(
+            PathBuf::from("node"),
+            root.join("tests/node/esdk_interop.js"),
+            args,
+            request,
+        )
+    }
+
+    fn run(
+        &self,
+        program: PathBuf,
+        script: PathBuf,
+        args: &[&str],
+        request: &Value,
+    ) -> Result<String, String> {
+        let mut child = Command::new(program)
             .arg(script)
             .args(args)
             .env_clear()
@@ -179,7 +207,8 @@ async fn round_trip_context_data_key_and_shutdown() {
     assert_eq!(generated(&h).await, 2);
     assert_eq!(h.counter("kms.decrypt_calls").await, 2);
 
-    // The data-key endpoint draws from the same partition and cache.
+    // The data-key endpoint makes a fresh data key per call, never the cached key that
+    // protects the messages above, and counts each call.
     let (status, dk) = h
         .post("/v1/kms/data-key", &json!({"context": ctx.clone()}))
         .await;
@@ -187,7 +216,23 @@ async fn round_trip_context_data_key_and_shutdown() {
     assert_eq!(dk["keyId"], k.key_arn.as_str());
     let key = unb64(&dk["plaintext"]);
     assert_eq!(key.len(), 32);
-    assert_eq!(generated(&h).await, 2, "served from the cached partition");
+    assert_eq!(
+        generated(&h).await,
+        3,
+        "one GenerateDataKey per data-key call"
+    );
+    let (status, dk2) = h
+        .post("/v1/kms/data-key", &json!({"context": ctx.clone()}))
+        .await;
+    assert_eq!(status, 200, "{dk2}");
+    assert_ne!(unb64(&dk2["plaintext"]), key, "a fresh key per call");
+    assert_ne!(dk2["ciphertextBlob"], dk["ciphertextBlob"]);
+    assert_eq!(generated(&h).await, 4);
+    assert_eq!(h.counter("kms.data_keys_served").await, 2);
+    // The messages' partition still has its own key: another encrypt reuses it.
+    let again = encrypt(&h, secret, ctx.clone()).await;
+    assert_eq!(generated(&h).await, 4);
+    assert_ne!(edk(&again), unb64(&dk["ciphertextBlob"]));
     // It is a real KMS data key under that context: KMS decrypts its blob to it.
     let out = k
         .client
@@ -296,8 +341,9 @@ async fn python_esdk_interop_both_ways() {
             .await;
         assert_error(status, &body, 400, "ContextMismatch");
     }
-    // A signed suite (0x0578) is refused with a stable code, before any KMS call.
-    let decrypts = h.counter("kms.decrypt_calls").await;
+    // The signed suite (0x0578, the Python SDK's own default) decrypts too, and the
+    // response names the key that opened it; the reserved public key is neither required
+    // nor returned.
     let signed = k
         .python(
             &[
@@ -305,14 +351,282 @@ async fn python_esdk_interop_both_ways() {
                 &k.key_arn,
                 "AES_256_GCM_HKDF_SHA512_COMMIT_KEY_ECDSA_P384",
             ],
-            &json!({"plaintext": b64(secret), "context": {}}),
+            &json!({"plaintext": b64(secret), "context": ctx}),
         )
         .unwrap();
+    assert_eq!(suite_of(&B64.decode(&signed).unwrap()), 0x0578);
     let (status, body) = h
-        .post("/v1/kms/decrypt", &json!({"ciphertext": signed}))
+        .post(
+            "/v1/kms/decrypt",
+            &json!({"ciphertext": signed, "context": ctx}),
+        )
         .await;
-    assert_error(status, &body, 400, "UnsupportedAlgorithm");
-    assert_eq!(h.counter("kms.decrypt_calls").await, decrypts);
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(unb64(&body["plaintext"]), secret);
+    assert_eq!(body["context"], ctx);
+    assert_eq!(body["keyArn"], k.key_arn.as_str());
+}
+
+fn suite_of(message: &[u8]) -> u16 {
+    hearth_esdk::parse_header(message).unwrap().suite_id()
+}
+
+const ALL_SUITES: [u16; 11] = [
+    0x0014, 0x0046, 0x0078, 0x0114, 0x0146, 0x0178, 0x0214, 0x0346, 0x0378, 0x0478, 0x0578,
+];
+
+/// Messages of every suite written by the Python SDK (framed and non-framed, with and
+/// without context, empty and multi-frame), and the Node SDK's default output: each opens
+/// under the policy that allows it and is refused, before any KMS call, under the one that
+/// does not.
+#[tokio::test]
+async fn every_official_sdk_message_decrypts_under_the_policy_that_allows_it() {
+    let k = kms().await;
+    let strict = k.hearth(&[]).await;
+    let legacy = k
+        .hearth(&[(
+            "HEARTH_KMS_COMMITMENT_POLICY",
+            "require-encrypt-allow-decrypt",
+        )])
+        .await;
+    let big: Vec<u8> = (0..10_000u32).map(|i| (i % 253) as u8).collect();
+    let ctx = json!({"tenant": "t-5", "purpose": "interop"});
+    // (frame length, context, plaintext): 10,000 bytes make three 4096-byte frames.
+    let shapes = [
+        (4096, ctx.clone(), big.clone()),
+        (0, json!({}), big.clone()),
+        (4096, json!({}), Vec::new()),
+        (0, ctx.clone(), Vec::new()),
+    ];
+    let mut cases = Vec::new();
+    let mut expected = Vec::new();
+    for suite in ALL_SUITES {
+        for (frame, context, plaintext) in &shapes {
+            cases.push(json!({"suite": suite, "frameLength": frame, "plaintext": b64(plaintext), "context": context}));
+            expected.push((suite, *frame, context.clone(), plaintext.clone()));
+        }
+    }
+    let out = k
+        .python(&["encrypt-many", &k.key_arn], &Value::Array(cases))
+        .unwrap();
+    let messages: Vec<String> = serde_json::from_str(&out).unwrap();
+    assert_eq!(messages.len(), 44);
+
+    let strict_calls = strict.counter("kms.decrypt_calls").await;
+    let mut refused = 0;
+    for (message, (suite, frame, context, plaintext)) in messages.iter().zip(&expected) {
+        let raw = B64.decode(message).unwrap();
+        let header = hearth_esdk::parse_header(&raw).unwrap();
+        assert_eq!(header.suite_id(), *suite);
+        assert_eq!(header.frame_length(), *frame);
+        let committing = *suite >= 0x0478;
+        let req = json!({"ciphertext": message, "context": context});
+        let (status, body) = strict.post("/v1/kms/decrypt", &req).await;
+        if committing {
+            assert_eq!(status, 200, "{suite:#06x}: {body}");
+            assert_eq!(unb64(&body["plaintext"]), *plaintext);
+        } else {
+            assert_error(status, &body, 400, "CommitmentPolicyViolation");
+            let msg = body["error"]["message"].as_str().unwrap();
+            assert!(msg.contains("require-encrypt-allow-decrypt"), "{msg}");
+            refused += 1;
+        }
+        let (status, body) = legacy.post("/v1/kms/decrypt", &req).await;
+        assert_eq!(status, 200, "{suite:#06x} frame {frame}: {body}");
+        assert_eq!(unb64(&body["plaintext"]), *plaintext);
+        assert_eq!(body["context"], *context);
+        assert_eq!(body["keyArn"], k.key_arn.as_str());
+    }
+    assert_eq!(refused, 36);
+    // Only the committing messages reached KMS on the strict side.
+    assert_eq!(
+        strict.counter("kms.decrypt_calls").await - strict_calls,
+        8,
+        "refused messages must not call KMS"
+    );
+
+    // The Node SDK's default output (0x0578), with and without context.
+    for context in [json!({}), ctx.clone()] {
+        let message = k
+            .node(
+                &["encrypt", &k.key_arn],
+                &json!({"plaintext": b64(&big), "context": context}),
+            )
+            .unwrap();
+        assert_eq!(suite_of(&B64.decode(&message).unwrap()), 0x0578);
+        for h in [&strict, &legacy] {
+            let (status, body) = h
+                .post(
+                    "/v1/kms/decrypt",
+                    &json!({"ciphertext": message, "context": context}),
+                )
+                .await;
+            assert_eq!(status, 200, "{body}");
+            assert_eq!(unb64(&body["plaintext"]), big);
+            assert_eq!(body["context"], context);
+        }
+    }
+
+    // forbid-encrypt-allow-decrypt reads every suite and refuses to encrypt (Hearth writes
+    // committing suites only), with a code and a message saying what to do.
+    let forbid = k
+        .hearth(&[(
+            "HEARTH_KMS_COMMITMENT_POLICY",
+            "forbid-encrypt-allow-decrypt",
+        )])
+        .await;
+    let (status, body) = forbid
+        .post("/v1/kms/decrypt", &json!({"ciphertext": messages[32]}))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = forbid
+        .post("/v1/kms/encrypt", &json!({"plaintext": "aGk="}))
+        .await;
+    assert_error(status, &body, 400, "CommitmentPolicyViolation");
+}
+
+/// Hearth's signed messages (HEARTH_KMS_ALGORITHM=0x0578) decrypt in both official SDKs
+/// with their defaults; each takes its own data key (the signing key is never reused);
+/// tampering the header, body or footer fails with a stable code.
+#[tokio::test]
+async fn hearth_signed_messages_open_in_both_official_sdks() {
+    let k = kms().await;
+    let h = k.hearth(&[("HEARTH_KMS_ALGORITHM", "0x0578")]).await;
+    prewarmed(&h).await;
+    let before = generated(&h).await;
+    assert_eq!(
+        before, 0,
+        "nothing to prewarm: signed messages never share a data key"
+    );
+    let big: Vec<u8> = (0..10_000u32).map(|i| (i % 241) as u8).collect();
+    let ctx = json!({"tenant": "t-7"});
+    let mut signed = Vec::new();
+    for (plaintext, context) in [
+        (b"signed by hearth".to_vec(), json!({})),
+        (big.clone(), ctx.clone()),
+    ] {
+        let message = encrypt(&h, &plaintext, context.clone()).await;
+        assert_eq!(suite_of(&message), 0x0578);
+        let header = hearth_esdk::parse_header(&message).unwrap();
+        assert!(header
+            .encryption_context()
+            .contains_key("aws-crypto-public-key"));
+        let req = json!({"ciphertext": b64(&message), "context": context});
+        let py: Value =
+            serde_json::from_str(&k.python(&["decrypt", &k.key_arn], &req).unwrap()).unwrap();
+        assert_eq!(
+            (unb64(&py["plaintext"]), py["suite"].as_u64()),
+            (plaintext.clone(), Some(0x0578))
+        );
+        assert_eq!(py["context"], context);
+        let js: Value =
+            serde_json::from_str(&k.node(&["decrypt", &k.key_arn], &req).unwrap()).unwrap();
+        assert_eq!(
+            (unb64(&js["plaintext"]), js["suite"].as_u64()),
+            (plaintext.clone(), Some(0x0578))
+        );
+        assert_eq!(js["context"], context);
+        let (status, body) = h.post("/v1/kms/decrypt", &req).await;
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(unb64(&body["plaintext"]), plaintext);
+        signed.push(message);
+    }
+    // Two messages, two data keys, each bound to its own public key.
+    assert_eq!(generated(&h).await - before, 2);
+
+    // Tampering: message id (header), a body byte, the footer's last byte; the edk and the
+    // context are bound by KMS and the header tag (covered in the bad-inputs test).
+    let m = &signed[1];
+    let header_len = hearth_esdk::parse_header(m).unwrap().header_length();
+    for (pos, code) in [
+        (5, "CommitmentMismatch"),
+        (header_len + 40, "AuthenticationFailed"),
+        (m.len() - 1, "SignatureInvalid"),
+        (m.len() - 60, "SignatureInvalid"),
+    ] {
+        let mut t = m.clone();
+        t[pos] ^= 0x01;
+        let (status, body) = h
+            .post("/v1/kms/decrypt", &json!({"ciphertext": b64(&t)}))
+            .await;
+        assert_error(status, &body, 400, code);
+    }
+    let output = h.proc.output();
+    assert!(!output.contains("panicked"), "{output}");
+    assert!(!output.contains("signed by hearth"), "{output}");
+}
+
+/// Strict key selection: a message under a key the configuration does not name is refused
+/// with KeyNotAllowed and no KMS call; naming the key, or discovery with its account, opens
+/// it; discovery for another account does not.
+#[tokio::test]
+async fn decrypt_uses_only_configured_keys_unless_discovery_allows_the_account() {
+    let k = kms().await;
+    let other = k
+        .client
+        .create_key()
+        .send()
+        .await
+        .unwrap()
+        .key_metadata
+        .unwrap()
+        .arn
+        .unwrap();
+    let message = k
+        .python(
+            &["encrypt", &other],
+            &json!({"plaintext": b64(b"under another key"), "context": {}}),
+        )
+        .unwrap();
+    let req = json!({"ciphertext": message});
+
+    let strict = k.hearth(&[]).await;
+    prewarmed(&strict).await;
+    let calls = strict.counter("kms.decrypt_calls").await;
+    let (status, body) = strict.post("/v1/kms/decrypt", &req).await;
+    assert_error(status, &body, 403, "KeyNotAllowed");
+    assert!(body["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("HEARTH_KMS_DECRYPT_KEYS"));
+    assert_eq!(
+        strict.counter("kms.decrypt_calls").await,
+        calls,
+        "no KMS call"
+    );
+    assert_eq!(
+        strict.counter("kms.decrypts_refused_key_not_allowed").await,
+        1
+    );
+
+    let named = k
+        .hearth(&[("HEARTH_KMS_DECRYPT_KEYS", other.as_str())])
+        .await;
+    let (status, body) = named.post("/v1/kms/decrypt", &req).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["keyArn"], other.as_str());
+    assert_eq!(unb64(&body["plaintext"]), b"under another key");
+
+    let discovery = k
+        .hearth(&[
+            ("HEARTH_KMS_DISCOVERY", "true"),
+            ("HEARTH_KMS_DISCOVERY_ACCOUNTS", "123456789012"),
+        ])
+        .await;
+    let (status, body) = discovery.post("/v1/kms/decrypt", &req).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["keyArn"], other.as_str());
+
+    let elsewhere = k
+        .hearth(&[
+            ("HEARTH_KMS_DISCOVERY", "true"),
+            ("HEARTH_KMS_DISCOVERY_ACCOUNTS", "111122223333"),
+        ])
+        .await;
+    let calls = elsewhere.counter("kms.decrypt_calls").await;
+    let (status, body) = elsewhere.post("/v1/kms/decrypt", &req).await;
+    assert_error(status, &body, 403, "KeyNotAllowed");
+    assert_eq!(elsewhere.counter("kms.decrypt_calls").await, calls);
 }
 
 #[tokio::test]
@@ -551,19 +865,37 @@ async fn bad_inputs_get_stable_codes_and_never_break_the_server() {
             "TruncatedCiphertext",
         ),
         (
-            "version 1",
+            "version 1 (no type byte 0x80)",
             {
                 let mut m = good.clone();
                 m[0] = 0x01;
                 m
             },
+            "MalformedCiphertext",
+        ),
+        (
+            "version 3",
+            {
+                let mut m = good.clone();
+                m[0] = 0x03;
+                m
+            },
             "UnsupportedVersion",
         ),
         (
-            "suite 0x0178",
+            "suite 0x0178 in a 2.0 header",
             {
                 let mut m = good.clone();
                 m[1] = 0x01;
+                m
+            },
+            "MalformedCiphertext",
+        ),
+        (
+            "unknown suite 0x0479",
+            {
+                let mut m = good.clone();
+                m[2] = 0x79;
                 m
             },
             "UnsupportedAlgorithm",
@@ -601,6 +933,16 @@ async fn bad_inputs_get_stable_codes_and_never_break_the_server() {
             "{name}: {body}"
         );
     }
+
+    // An encrypted data key naming a key of another account (as anyone can mint): refused
+    // before KMS.
+    let calls = h.counter("kms.decrypt_calls").await;
+    let forged = patch(&good, b"123456789012", b"999999999999");
+    let (status, body) = h
+        .post("/v1/kms/decrypt", &json!({"ciphertext": b64(&forged)}))
+        .await;
+    assert_error(status, &body, 403, "KeyNotAllowed");
+    assert_eq!(h.counter("kms.decrypt_calls").await, calls);
 
     // Malformed base64, malformed JSON, wrong shapes, a reserved context key.
     let bad_requests = [

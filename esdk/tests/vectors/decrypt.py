@@ -26,12 +26,19 @@ def main(path):
     for v in vectors:
         plaintext, header = client.decrypt(source=v["ciphertext"], key_provider=static_keys.StaticKeyProvider())
         problems = []
-        if header.algorithm != Algorithm.AES_256_GCM_HKDF_SHA512_COMMIT_KEY:
+        if header.algorithm not in (
+            Algorithm.AES_256_GCM_HKDF_SHA512_COMMIT_KEY,
+            Algorithm.AES_256_GCM_HKDF_SHA512_COMMIT_KEY_ECDSA_P384,
+        ):
             problems.append("suite %r" % header.algorithm)
         if plaintext != v["plaintext"]:
             problems.append("plaintext differs")
-        if dict(header.encryption_context) != v["context"]:
-            problems.append("context %r != %r" % (dict(header.encryption_context), v["context"]))
+        # Signed messages add the reserved public key entry to the caller's context.
+        context = {k: val for k, val in header.encryption_context.items() if k != "aws-crypto-public-key"}
+        if (header.algorithm.signing_algorithm_info is not None) != ("aws-crypto-public-key" in header.encryption_context):
+            problems.append("public key entry does not match the suite")
+        if context != v["context"]:
+            problems.append("context %r != %r" % (context, v["context"]))
         if header.frame_length != v["frame_length"]:
             problems.append("frame length %d" % header.frame_length)
         if problems:

@@ -4,6 +4,12 @@
 Run once, offline, from the repository root:
 
     .venv/bin/python esdk/tests/vectors/generate.py esdk/tests/vectors/python-esdk.txt
+    .venv/bin/python esdk/tests/vectors/generate.py --all-suites esdk/tests/vectors/python-esdk-suites.txt
+
+The second form writes every one of the eleven algorithm suites (the non-committing ones,
+format 1.0, under FORBID_ENCRYPT_ALLOW_DECRYPT), framed and non-framed (frame_length 0),
+with and without context, empty and multi-frame plaintexts; signed suites carry the
+aws-crypto-public-key context entry, which the vector's context records.
 
 Every message is written by aws-encryption-sdk (suite AES_256_GCM_HKDF_SHA512_COMMIT_KEY,
 message format 2.0, framed) with a data key chosen here, then decrypted again by the same SDK
@@ -49,6 +55,68 @@ CASES = [
     ("two-encrypted-data-keys", {"tenant": "t-2"}, b"primary and fallback region", 4096, [ARN_PRIMARY, ARN_FALLBACK]),
     ("default-frame-10k", {"size": "10000"}, pattern(10000), 4096, [ARN_PRIMARY]),
 ]
+
+
+# name, context, plaintext, frame length (0: non-framed), for each suite
+SUITE_SHAPES = [
+    ("framed-multi-frame-context", {"tenant": "t-1", "purpose": "hearth-test"}, pattern(300), 128),
+    ("framed-empty-no-context", {}, b"", 4096),
+    ("non-framed-context", {"k": "v"}, pattern(1000), 0),
+    ("non-framed-empty-no-context", {}, b"", 0),
+]
+
+
+def main_all_suites(out_path):
+    vectors = []
+    for suite in Algorithm:
+        committing = suite.is_committing()
+        policy = CommitmentPolicy.REQUIRE_ENCRYPT_REQUIRE_DECRYPT if committing else CommitmentPolicy.FORBID_ENCRYPT_ALLOW_DECRYPT
+        client = aws_encryption_sdk.EncryptionSDKClient(commitment_policy=policy)
+        reader = aws_encryption_sdk.EncryptionSDKClient(commitment_policy=CommitmentPolicy.REQUIRE_ENCRYPT_ALLOW_DECRYPT)
+        for shape, context, plaintext, frame_length in SUITE_SHAPES:
+            name = "%04x-%s" % (suite.algorithm_id, shape)
+            data_key = hashlib.sha256(("hearth-esdk vector " + name).encode()).digest()[: suite.kdf_input_len]
+            static_keys.NEXT_DATA_KEY["key"] = data_key
+            provider = static_keys.StaticKeyProvider()
+            provider.add_master_keys_from_list([ARN_PRIMARY])
+            ciphertext, header = client.encrypt(
+                source=plaintext,
+                key_provider=provider,
+                encryption_context=context,
+                algorithm=suite,
+                frame_length=frame_length,
+            )
+            assert header.algorithm == suite, header.algorithm
+            assert ciphertext[0] == (2 if committing else 1), ciphertext[:1].hex()
+            decrypted, dec_header = reader.decrypt(source=ciphertext, key_provider=static_keys.StaticKeyProvider())
+            assert decrypted == plaintext
+            full_context = dict(dec_header.encryption_context)
+            assert ("aws-crypto-public-key" in full_context) == (suite.signing_algorithm_info is not None)
+            vectors.append(
+                {
+                    "name": name,
+                    "frame_length": frame_length,
+                    "data_key": data_key,
+                    "context": full_context,
+                    "edks": sorted(
+                        (e.key_provider.provider_id, e.key_provider.key_info, e.encrypted_data_key)
+                        for e in header.encrypted_data_keys
+                    ),
+                    "plaintext": plaintext,
+                    "ciphertext": ciphertext,
+                }
+            )
+    static_keys.write_vectors(
+        out_path,
+        [
+            "Known-answer vectors written by the official Python AWS Encryption SDK %s" % aws_encryption_sdk.__version__,
+            "for every algorithm suite (the first 4 hex digits of the name), framed and non-framed, by",
+            "esdk/tests/vectors/generate.py --all-suites; format described in static_keys.py. Do not edit by hand.",
+            "context lines hold the message's full context (aws-crypto-public-key of signed suites included).",
+        ],
+        vectors,
+    )
+    print("wrote %d vectors to %s" % (len(vectors), out_path))
 
 
 def main(out_path):
@@ -103,6 +171,9 @@ def main(out_path):
 
 
 if __name__ == "__main__":
-    if len(sys.argv) != 2:
-        sys.exit("usage: generate.py OUTPUT")
-    main(sys.argv[1])
+    if len(sys.argv) == 3 and sys.argv[1] == "--all-suites":
+        main_all_suites(sys.argv[2])
+    elif len(sys.argv) == 2:
+        main(sys.argv[1])
+    else:
+        sys.exit("usage: generate.py [--all-suites] OUTPUT")

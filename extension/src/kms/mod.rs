@@ -1,7 +1,8 @@
-//! KMS data keys and envelope encryption: AWS Encryption SDK messages (format 2.0, suite
-//! 0x0478) written and read with `hearth-esdk`, their data keys from KMS, cached under
-//! strict limits.
+//! KMS data keys and envelope encryption: AWS Encryption SDK messages written (format 2.0,
+//! suite 0x0478 or 0x0578) and read (every suite, under the commitment policy) with
+//! `hearth-esdk`, their data keys from KMS, cached under strict limits.
 //!
+//! - [`keys`]: which keys decrypt may use (strict, or discovery with a filter).
 //! - [`limits`]: the limit arithmetic (max age, messages, bytes; refresh-ahead thresholds).
 //! - [`cache`]: the encryption-side data-key cache, partitioned by (key id, context).
 //! - [`decrypt_cache`]: decrypted data keys, keyed by (encrypted data key, context).
@@ -10,6 +11,7 @@
 
 pub mod cache;
 pub mod decrypt_cache;
+pub mod keys;
 pub mod limits;
 pub mod service;
 pub mod upstream;
@@ -46,6 +48,23 @@ pub enum KmsError {
     /// authenticate. The code is `hearth-esdk`'s stable code.
     #[error("cannot process the message: {0}")]
     Message(#[from] hearth_esdk::Error),
+    /// The commitment policy refuses the suite: a non-committing message under
+    /// require-encrypt-require-decrypt, or any encrypt under forbid-encrypt-allow-decrypt.
+    #[error("{}", commitment_message(*suite, *policy, *encrypt))]
+    CommitmentPolicy {
+        /// The suite id.
+        suite: u16,
+        /// The configured policy.
+        policy: hearth_esdk::CommitmentPolicy,
+        /// Whether encrypt (not decrypt) was refused.
+        encrypt: bool,
+    },
+    /// None of the message's AWS KMS encrypted data keys names a key decrypt may use.
+    #[error("none of the message's {count} AWS KMS encrypted data keys names a key Hearth may use: add the key ARN to HEARTH_KMS_DECRYPT_KEYS, or set HEARTH_KMS_DISCOVERY=true with its account in HEARTH_KMS_DISCOVERY_ACCOUNTS")]
+    KeyNotAllowed {
+        /// How many `aws-kms` encrypted data keys the message has.
+        count: usize,
+    },
     /// The message has no encrypted data key from AWS KMS.
     #[error("the message carries no AWS KMS encrypted data key (provider id \"aws-kms\")")]
     NoKmsDataKey,
@@ -102,6 +121,8 @@ impl KmsError {
             KmsError::InvalidContext { .. } => "InvalidEncryptionContext",
             KmsError::ContextMismatch => "ContextMismatch",
             KmsError::Message(e) => e.code(),
+            KmsError::CommitmentPolicy { .. } => "CommitmentPolicyViolation",
+            KmsError::KeyNotAllowed { .. } => "KeyNotAllowed",
             KmsError::NoKmsDataKey => "NoKmsDataKey",
             KmsError::InvalidCiphertext => "InvalidCiphertext",
             KmsError::KeyNotFound { .. } => "KeyNotFound",
@@ -125,9 +146,19 @@ impl KmsError {
                 | KmsError::InvalidContext { .. }
                 | KmsError::ContextMismatch
                 | KmsError::Message(_)
+                | KmsError::CommitmentPolicy { .. }
                 | KmsError::NoKmsDataKey
                 | KmsError::InvalidCiphertext
         )
+    }
+}
+
+fn commitment_message(suite: u16, policy: hearth_esdk::CommitmentPolicy, encrypt: bool) -> String {
+    let policy = policy.as_str();
+    if encrypt {
+        format!("HEARTH_KMS_COMMITMENT_POLICY={policy} forbids the committing suites, the only ones Hearth writes ({suite:#06x}); set require-encrypt-allow-decrypt to keep reading legacy messages and encrypt again")
+    } else {
+        format!("the message uses the non-committing algorithm suite {suite:#06x}, which HEARTH_KMS_COMMITMENT_POLICY={policy} refuses; set require-encrypt-allow-decrypt to read messages written by ESDK 1.x")
     }
 }
 
@@ -149,5 +180,24 @@ mod tests {
         assert_eq!(e.code(), "CommitmentMismatch");
         assert!(e.is_bad_input());
         assert!(!KmsError::Throttled.is_bad_input());
+    }
+
+    #[test]
+    fn policy_and_key_errors_say_what_to_do() {
+        let e = KmsError::CommitmentPolicy {
+            suite: 0x0378,
+            policy: hearth_esdk::CommitmentPolicy::RequireEncryptRequireDecrypt,
+            encrypt: false,
+        };
+        assert_eq!(e.code(), "CommitmentPolicyViolation");
+        assert!(e.to_string().contains("0x0378"), "{e}");
+        assert!(
+            e.to_string().contains("require-encrypt-allow-decrypt"),
+            "{e}"
+        );
+        let e = KmsError::KeyNotAllowed { count: 1 };
+        assert_eq!(e.code(), "KeyNotAllowed");
+        assert!(!e.is_bad_input());
+        assert!(e.to_string().contains("HEARTH_KMS_DECRYPT_KEYS"));
     }
 }

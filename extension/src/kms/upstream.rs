@@ -78,7 +78,7 @@ fn take_key(blob: Option<Blob>) -> Result<DataKey, KmsError> {
     let key = DataKey::from_slice(&bytes);
     bytes.zeroize();
     key.map_err(|_| KmsError::Upstream {
-        message: "KMS returned a data key that is not 32 bytes".into(),
+        message: "KMS returned a data key that is not 16, 24 or 32 bytes".into(),
     })
 }
 

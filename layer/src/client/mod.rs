@@ -309,11 +309,12 @@ impl Client {
         Ok(Decrypted {
             plaintext: plaintext?,
             context: std::mem::take(&mut resp.context),
+            key_arn: std::mem::take(&mut resp.key_arn),
         })
     }
 
     /// A data key for `context` (under `key_id`, or the default key), for callers that do
-    /// their own crypto. Counts against the extension's data-key cache limits.
+    /// their own crypto: a fresh key from KMS on every call (one GenerateDataKey each).
     pub async fn data_key(
         &self,
         context: &EncryptionContext,

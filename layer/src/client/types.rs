@@ -60,6 +60,8 @@ pub struct Decrypted {
     pub plaintext: Plaintext,
     /// The message's encryption context.
     pub context: EncryptionContext,
+    /// ARN of the KMS key that opened the message.
+    pub key_arn: String,
 }
 
 /// Result of [`crate::Client::data_key`]: a data key for callers that do their own crypto.
