@@ -79,7 +79,9 @@ pub use context::{user_context, EncryptionContext, RESERVED_CONTEXT_PREFIX};
 pub use error::{Error, Field};
 pub use header::{parse_header, ContentType, EncryptedDataKey, Header, AWS_KMS_PROVIDER_ID};
 pub use key::{DataKey, DATA_KEY_LEN};
-pub use message::{check_policy, decrypt, decrypt_with_policy, encrypt, encrypt_with, Decrypted};
+pub use message::{
+    check_policy, check_public_key, decrypt, decrypt_with_policy, encrypt, encrypt_with, Decrypted,
+};
 pub use signature::{SigningKey, PUBLIC_KEY_CONTEXT_KEY};
 pub use suite::{CommitmentPolicy, Curve, Suite};
 

@@ -171,6 +171,13 @@ pub fn decrypt(key: &DataKey, message: &[u8]) -> Result<Decrypted, Error> {
     decrypt_with_policy(key, message, CommitmentPolicy::RequireEncryptRequireDecrypt)
 }
 
+/// Checks, from the header alone, that a signed suite's context carries a well-formed public
+/// key and an unsigned suite's carries none: what [`decrypt_with_policy`] would refuse before
+/// it verifies anything, so that a caller can refuse it before asking KMS for the data key.
+pub fn check_public_key(header: &crate::Header) -> Result<(), Error> {
+    Verifier::for_message(header.suite(), header.encryption_context()).map(|_| ())
+}
+
 /// Decrypts an ESDK message written by [`encrypt`] or by any official AWS Encryption SDK:
 /// any of the eleven suites `policy` allows, format 1.0 or 2.0, framed or not, signed or not.
 ///

@@ -1006,3 +1006,40 @@ async fn bad_inputs_get_stable_codes_and_never_break_the_server() {
     assert!(!output.contains("panicked"), "{output}");
     assert!(!output.contains("tamper target"), "{output}");
 }
+
+/// An encrypted data key that KMS would refuse as malformed (empty, or over its 6,144-byte
+/// bound) under an allowed key is refused before any KMS call, as bad input: it must not reach
+/// KMS, where a validation error could be taken for an outage.
+#[tokio::test]
+async fn malformed_encrypted_data_keys_never_reach_kms() {
+    let k = kms().await;
+    let h = k.hearth(&[]).await;
+    prewarmed(&h).await;
+    let key = hearth_esdk::DataKey::from_slice(&[3u8; 32]).unwrap();
+    for len in [0usize, 7000] {
+        let edk = hearth_esdk::EncryptedDataKey {
+            provider_id: "aws-kms".into(),
+            provider_info: k.key_arn.as_bytes().to_vec(),
+            ciphertext: vec![0u8; len],
+        };
+        let context = hearth_esdk::EncryptionContext::new();
+        let message = hearth_esdk::encrypt(
+            &key,
+            &[edk],
+            &context,
+            b"forged",
+            hearth_esdk::DEFAULT_FRAME_LENGTH,
+        )
+        .unwrap();
+        let calls = h.counter("kms.decrypt_calls").await;
+        let (status, body) = h
+            .post("/v1/kms/decrypt", &json!({"ciphertext": b64(&message)}))
+            .await;
+        assert_error(status, &body, 400, "InvalidCiphertext");
+        assert_eq!(
+            h.counter("kms.decrypt_calls").await,
+            calls,
+            "{len}-byte EDK reached KMS"
+        );
+    }
+}

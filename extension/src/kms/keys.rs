@@ -58,6 +58,13 @@ impl KeySelection {
                 sel.arns.push(id.to_string());
             } else if is_bare_key_id(id) {
                 sel.key_ids.push(id.to_string());
+            } else if !id.is_empty() {
+                tracing::warn!(
+                    key = %id,
+                    "a configured KMS key is not a key ARN or key id (an alias?): messages \
+                     whose data key it encrypted are refused on decrypt; list its ARN in \
+                     HEARTH_KMS_DECRYPT_KEYS"
+                );
             }
         }
         sel

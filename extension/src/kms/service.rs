@@ -56,6 +56,12 @@ use crate::metrics::{Counter, Metrics};
 /// region); a hostile message listing many must not turn one request into many KMS calls.
 pub const MAX_KMS_ATTEMPTS: usize = 4;
 
+/// KMS's bound on a Decrypt ciphertext.
+const KMS_MAX_CIPHERTEXT: usize = 6144;
+
+/// KMS's bound on a key id (ARN).
+const KMS_MAX_KEY_ID: usize = 2048;
+
 /// Longest key id, alias or ARN accepted (KMS's own limit).
 const MAX_KEY_ID_LEN: usize = 2048;
 
@@ -259,6 +265,9 @@ impl KmsService {
             policy,
             encrypt: false,
         })?;
+        // A signed suite's public key (or an unsigned suite's lack of one) is checked before
+        // any KMS call, like the policy.
+        hearth_esdk::check_public_key(&header)?;
         let context = header.encryption_context().clone();
         if req
             .context
@@ -284,6 +293,16 @@ impl KmsService {
             })
             .take(MAX_KMS_ATTEMPTS)
             .collect();
+        // What KMS would refuse as malformed is refused here, before any call: its
+        // ciphertext is 1 to 6,144 bytes and a key id at most 2,048 characters.
+        let allowed = candidates.len();
+        candidates.retain(|e| {
+            (1..=KMS_MAX_CIPHERTEXT).contains(&e.ciphertext.len())
+                && e.provider_info.len() <= KMS_MAX_KEY_ID
+        });
+        if allowed > 0 && candidates.is_empty() {
+            return Err(KmsError::InvalidCiphertext);
+        }
         if candidates.is_empty() {
             self.inner.refused_keys.inc();
             return Err(KmsError::KeyNotAllowed {
@@ -369,7 +388,7 @@ impl KmsService {
         let materials = self
             .inner
             .upstream
-            .generate(&partition.key_id, &partition.context)
+            .generate_single(&partition.key_id, &partition.context)
             .await?;
         self.inner.data_keys.inc();
         Ok(DataKeyResponse {

@@ -144,6 +144,26 @@ impl KmsUpstream {
         key_id: &str,
         context: &EncryptionContext,
     ) -> Result<Materials, KmsError> {
+        self.generate_with(key_id, context, true).await
+    }
+
+    /// [`KmsUpstream::generate`] without the fallback copy: for `/v1/kms/data-key`, whose
+    /// caller gets only the primary encrypted data key, so a copy would be a wasted call that
+    /// sends the plaintext key to a second region.
+    pub async fn generate_single(
+        &self,
+        key_id: &str,
+        context: &EncryptionContext,
+    ) -> Result<Materials, KmsError> {
+        self.generate_with(key_id, context, false).await
+    }
+
+    async fn generate_with(
+        &self,
+        key_id: &str,
+        context: &EncryptionContext,
+        with_copy: bool,
+    ) -> Result<Materials, KmsError> {
         let failover = &self.clients.failover;
         let fallback_key = self.fallback_key_for(key_id);
         let (side, mut materials) = match &fallback_key {
@@ -170,7 +190,7 @@ impl KmsUpstream {
                     .await?,
             ),
         };
-        if let (Side::Primary, Some((fallback, true))) = (side, &fallback_key) {
+        if let (Side::Primary, Some((fallback, true)), true) = (side, &fallback_key, with_copy) {
             let copy = failover
                 .call_on(
                     Side::Fallback,
@@ -380,9 +400,12 @@ where
                 Some("AccessDeniedException")
                 | Some("UnrecognizedClientException")
                 | Some("InvalidGrantTokenException") => KmsError::AccessDenied { key_id },
-                Some("InvalidCiphertextException") | Some("IncorrectKeyException") => {
-                    KmsError::InvalidCiphertext
-                }
+                // A request KMS refuses as malformed (an encrypted data key of the wrong size,
+                // an over-long key id) is bad input, never an outage: it must not open the
+                // region's breaker.
+                Some("InvalidCiphertextException")
+                | Some("IncorrectKeyException")
+                | Some("ValidationException") => KmsError::InvalidCiphertext,
                 Some(
                     code @ ("DisabledException"
                     | "KMSInvalidStateException"
