@@ -119,6 +119,23 @@ impl Moto {
     pub async fn kms_client(&self) -> aws_sdk_kms::Client {
         aws_sdk_kms::Client::new(&self.sdk_config().await)
     }
+
+    /// Creates a symmetric KMS key and returns its ARN.
+    pub async fn create_kms_key(&self) -> String {
+        create_key_with(&self.kms_client().await).await
+    }
+}
+
+/// Creates a symmetric KMS key with `client` and returns its ARN.
+pub async fn create_key_with(client: &aws_sdk_kms::Client) -> String {
+    client
+        .create_key()
+        .send()
+        .await
+        .ok()
+        .and_then(|k| k.key_metadata)
+        .and_then(|m| m.arn)
+        .expect("moto CreateKey")
 }
 
 impl Drop for Moto {

@@ -160,17 +160,7 @@ async fn secrets_health_warm_metrics_and_token_errors() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kms_operations_and_errors() {
     let moto = Moto::start();
-    let key = moto
-        .kms_client()
-        .await
-        .create_key()
-        .send()
-        .await
-        .unwrap()
-        .key_metadata
-        .unwrap()
-        .arn
-        .unwrap();
+    let key = moto.create_kms_key().await;
     let mut env = moto.env();
     env.push(("HEARTH_KMS_KEY_ID".into(), key.clone()));
     let h = Hearth::start(&env).await;

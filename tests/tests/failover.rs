@@ -357,15 +357,7 @@ async fn unreachable_primary_fails_over_at_once() {
 
 /// A KMS key created in one moto for one region.
 async fn create_key(moto: &Moto, region: &'static str) -> String {
-    aws_sdk_kms::Client::new(&sdk(moto, region).await)
-        .create_key()
-        .send()
-        .await
-        .unwrap()
-        .key_metadata
-        .unwrap()
-        .arn
-        .unwrap()
+    hearth_tests::moto::create_key_with(&aws_sdk_kms::Client::new(&sdk(moto, region).await)).await
 }
 
 /// The key ARNs a message's encrypted data keys name, in header order.

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
 use hearth_tests::hearth::{Hearth, TOKEN};
-use hearth_tests::moto::Moto;
+use hearth_tests::moto::{create_key_with, Moto};
 use hearth_tests::workspace_root;
 use serde_json::{json, Value};
 
@@ -30,15 +30,7 @@ struct Kms {
 async fn kms() -> Kms {
     let moto = Moto::start();
     let client = moto.kms_client().await;
-    let key_arn = client
-        .create_key()
-        .send()
-        .await
-        .unwrap()
-        .key_metadata
-        .unwrap()
-        .arn
-        .unwrap();
+    let key_arn = create_key_with(&client).await;
     Kms {
         moto,
         key_arn,
@@ -160,6 +152,13 @@ async fn prewarmed(h: &Hearth) {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     panic!("prewarm did not finish");
+}
+
+/// The extension did not panic, and never printed `plaintext`.
+fn assert_output_clean(h: &Hearth, plaintext: &str) {
+    let output = h.proc.output();
+    assert!(!output.contains("panicked"), "{output}");
+    assert!(!output.contains(plaintext), "{output}");
 }
 
 fn assert_error(status: u16, body: &Value, want_status: u16, want_code: &str) {
@@ -551,9 +550,7 @@ async fn hearth_signed_messages_open_in_both_official_sdks() {
             .await;
         assert_error(status, &body, 400, code);
     }
-    let output = h.proc.output();
-    assert!(!output.contains("panicked"), "{output}");
-    assert!(!output.contains("signed by hearth"), "{output}");
+    assert_output_clean(&h, "signed by hearth");
 }
 
 /// Strict key selection: a message under a key the configuration does not name is refused
@@ -562,16 +559,7 @@ async fn hearth_signed_messages_open_in_both_official_sdks() {
 #[tokio::test]
 async fn decrypt_uses_only_configured_keys_unless_discovery_allows_the_account() {
     let k = kms().await;
-    let other = k
-        .client
-        .create_key()
-        .send()
-        .await
-        .unwrap()
-        .key_metadata
-        .unwrap()
-        .arn
-        .unwrap();
+    let other = create_key_with(&k.client).await;
     let message = k
         .python(
             &["encrypt", &other],
@@ -1002,9 +990,7 @@ async fn bad_inputs_get_stable_codes_and_never_break_the_server() {
         .post("/v1/kms/decrypt", &json!({"ciphertext": b64(&good)}))
         .await;
     assert_eq!(status, 200, "{body}");
-    let output = h.proc.output();
-    assert!(!output.contains("panicked"), "{output}");
-    assert!(!output.contains("tamper target"), "{output}");
+    assert_output_clean(&h, "tamper target");
 }
 
 /// An encrypted data key that KMS would refuse as malformed (empty, or over its 6,144-byte
