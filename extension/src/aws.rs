@@ -121,9 +121,12 @@ impl<C> Regional<C> {
 
 /// The primary's SDK settings when a fallback exists: a shorter operation budget split
 /// equally among fewer attempts, so a silent primary costs at most the budget.
-fn primary_with_fallback(cfg: &Config) -> (TimeoutConfig, RetryConfig) {
+fn primary_with_fallback(cfg: &Config, service: Service) -> (TimeoutConfig, RetryConfig) {
     let f = &cfg.failover;
-    let budget = f.budget.min(cfg.aws.operation_timeout);
+    let budget = match operation_timeout(cfg, service) {
+        Some(op) => f.budget.min(op),
+        None => f.budget,
+    };
     let attempt = (budget / f.max_attempts.max(1)).min(cfg.aws.attempt_timeout);
     let timeouts = TimeoutConfig::builder()
         .connect_timeout(cfg.aws.connect_timeout.min(attempt))
@@ -132,6 +135,33 @@ fn primary_with_fallback(cfg: &Config) -> (TimeoutConfig, RetryConfig) {
         .build();
     let retry = retry_config(&cfg.aws).with_max_attempts(f.max_attempts);
     (timeouts, retry)
+}
+
+/// The operation timeout of `service`'s calls: its own setting (AWS's
+/// `SECRETS_MANAGER_TIMEOUT_MILLIS`, ...) where set, else `HEARTH_AWS_OPERATION_TIMEOUT`;
+/// `None`: no timeout.
+fn operation_timeout(cfg: &Config, service: Service) -> Option<Duration> {
+    let own = match service {
+        Service::Secrets => cfg.secrets.timeout,
+        Service::Kms => None,
+    };
+    own.unwrap_or(Some(cfg.aws.operation_timeout))
+}
+
+/// The timeouts of a service whose own timeout setting differs from the general one: its
+/// operation timeout, and no attempt timeout when it has none (AWS's 0 = no timeout).
+fn service_timeouts(cfg: &Config, service: Service) -> Option<TimeoutConfig> {
+    let op = operation_timeout(cfg, service);
+    if op == Some(cfg.aws.operation_timeout) {
+        return None;
+    }
+    let mut b = TimeoutConfig::builder().connect_timeout(cfg.aws.connect_timeout);
+    if let Some(op) = op {
+        b = b
+            .operation_timeout(op)
+            .operation_attempt_timeout(cfg.aws.attempt_timeout.min(op));
+    }
+    Some(b.build())
 }
 
 fn retry_config(cfg: &AwsConfig) -> RetryConfig {
@@ -162,8 +192,12 @@ pub fn regional<C>(
         .clone()
         .or_else(|| base.region().map(|r| r.to_string()))
         .unwrap_or_default();
+    let timeouts = service_timeouts(cfg, service);
     let for_region = |region: &str| {
         let mut b = base.to_builder();
+        if let Some(t) = &timeouts {
+            b.set_timeout_config(Some(t.clone()));
+        }
         if !region.is_empty() {
             b.set_region(Some(Region::new(region.to_string())));
         }
@@ -174,7 +208,7 @@ pub fn regional<C>(
     };
     let mut primary = for_region(&primary_region);
     if fallback_region.is_some() {
-        let (timeouts, retry) = primary_with_fallback(cfg);
+        let (timeouts, retry) = primary_with_fallback(cfg, service);
         primary = primary.timeout_config(timeouts).retry_config(retry);
     }
     let fallback = fallback_region
@@ -208,7 +242,7 @@ mod tests {
     #[test]
     fn primary_budget_with_a_fallback() {
         let cfg = config(&[("HEARTH_FALLBACK_REGION", "eu-west-1")]);
-        let (t, r) = primary_with_fallback(&cfg);
+        let (t, r) = primary_with_fallback(&cfg, Service::Kms);
         assert_eq!(t.operation_timeout(), Some(Duration::from_secs(2)));
         assert_eq!(t.operation_attempt_timeout(), Some(Duration::from_secs(1)));
         assert_eq!(t.connect_timeout(), Some(Duration::from_secs(1)));
@@ -220,9 +254,45 @@ mod tests {
             ("HEARTH_FAILOVER_MAX_ATTEMPTS", "1"),
             ("HEARTH_AWS_OPERATION_TIMEOUT", "3s"),
         ]);
-        let (t, _) = primary_with_fallback(&cfg);
+        let (t, _) = primary_with_fallback(&cfg, Service::Kms);
         assert_eq!(t.operation_timeout(), Some(Duration::from_secs(3)));
         assert_eq!(t.operation_attempt_timeout(), Some(Duration::from_secs(2)));
+    }
+
+    #[test]
+    fn a_service_timeout_applies_to_that_service_only() {
+        let base = SdkConfig::builder()
+            .region(Region::new("us-east-1"))
+            .build();
+        let m = Metrics::new();
+        let timeouts = |cfg: &Config, service| {
+            let r = regional(&base, cfg, service, &m, |c| c.timeout_config().cloned());
+            r.primary
+                .unwrap_or_else(|| TimeoutConfig::builder().build())
+        };
+        // AWS's SECRETS_MANAGER_TIMEOUT_MILLIS: the secrets client's operation timeout.
+        let cfg = config(&[("SECRETS_MANAGER_TIMEOUT_MILLIS", "250")]);
+        let t = timeouts(&cfg, Service::Secrets);
+        assert_eq!(t.operation_timeout(), Some(Duration::from_millis(250)));
+        assert_eq!(
+            t.operation_attempt_timeout(),
+            Some(Duration::from_millis(250))
+        );
+        // KMS keeps the base configuration (none set on this bare SdkConfig).
+        assert_eq!(timeouts(&cfg, Service::Kms).operation_timeout(), None);
+        // 0 is no timeout at all, but connects stay bounded.
+        let cfg = config(&[("SECRETS_MANAGER_TIMEOUT_MILLIS", "0")]);
+        let t = timeouts(&cfg, Service::Secrets);
+        assert_eq!(t.operation_timeout(), None);
+        assert_eq!(t.operation_attempt_timeout(), None);
+        assert_eq!(t.connect_timeout(), Some(Duration::from_secs(1)));
+        // With a fallback, the primary's budget is never longer than the service's timeout.
+        let cfg = config(&[
+            ("HEARTH_FALLBACK_REGION", "eu-west-1"),
+            ("SECRETS_MANAGER_TIMEOUT_MILLIS", "800"),
+        ]);
+        let (t, _) = primary_with_fallback(&cfg, Service::Secrets);
+        assert_eq!(t.operation_timeout(), Some(Duration::from_millis(800)));
     }
 
     #[tokio::test]

@@ -51,6 +51,20 @@ pub enum ApiError {
         /// What is wrong and how to fix it.
         message: String,
     },
+    /// The client sent its body too slowly: a slow client, not a slow upstream.
+    #[error("the request body did not arrive within HEARTH_REQUEST_TIMEOUT; send the whole body at once")]
+    ClientTimeout,
+    /// The request head is over the configured cap.
+    #[error("request head exceeds {limit} bytes (HEARTH_MAX_HEADER_BYTES); send fewer or shorter headers")]
+    HeaderTooLarge {
+        /// The cap.
+        limit: usize,
+    },
+    /// The request could not be read as HTTP/1.1 (bad request line, header or chunking).
+    #[error(
+        "malformed HTTP request; send HTTP/1.1 with a valid request line, headers and body framing"
+    )]
+    MalformedRequest,
     /// The request took longer than HEARTH_REQUEST_TIMEOUT.
     #[error("the request did not complete within HEARTH_REQUEST_TIMEOUT")]
     RequestTimeout,
@@ -81,6 +95,9 @@ impl ApiError {
             ApiError::MalformedJson(_) | ApiError::InvalidRequest { .. } => StatusCode::BAD_REQUEST,
             ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::RequestTimeout => StatusCode::GATEWAY_TIMEOUT,
+            ApiError::ClientTimeout => StatusCode::REQUEST_TIMEOUT,
+            ApiError::HeaderTooLarge { .. } => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            ApiError::MalformedRequest => StatusCode::BAD_REQUEST,
             ApiError::NotConfigured(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Secrets(e) => match e {
                 SecretsError::NotFound { .. } => StatusCode::NOT_FOUND,
@@ -122,6 +139,9 @@ impl ApiError {
             ApiError::UnsupportedMediaType => "UnsupportedMediaType",
             ApiError::InvalidRequest { code, .. } => code,
             ApiError::RequestTimeout => "RequestTimeout",
+            ApiError::ClientTimeout => "ClientTimeout",
+            ApiError::HeaderTooLarge { .. } => "HeaderTooLarge",
+            ApiError::MalformedRequest => "MalformedRequest",
             ApiError::NotConfigured(_) => "NotConfigured",
             ApiError::Secrets(e) => e.code(),
             ApiError::Kms(e) => e.code(),

@@ -179,7 +179,12 @@ async fn build_state(cfg: Config) -> Result<AppState, String> {
         &metrics,
         aws_sdk_secretsmanager::Client::new,
     );
-    let upstream = SecretsUpstream::regional(secrets_clients, &metrics);
+    // Calls in flight to Secrets Manager (and Parameter Store), when bounded.
+    let aws_slots = cfg
+        .aws
+        .max_connections
+        .map(|n| Arc::new(tokio::sync::Semaphore::new(n.get())));
+    let upstream = SecretsUpstream::regional(secrets_clients, &metrics).with_slots(aws_slots);
     let secrets = SecretsCache::new(cfg.secrets.clone(), upstream, &metrics);
     let kms_clients = aws::regional(&sdk, &cfg, Service::Kms, &metrics, aws_sdk_kms::Client::new);
     let kms = KmsService::regional(

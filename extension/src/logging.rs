@@ -4,15 +4,19 @@
 
 use tracing_subscriber::EnvFilter;
 
-use crate::config::{LogConfig, LogFormat};
+use crate::config::{LogConfig, LogFormat, LogLevel};
 
 /// Installs the global subscriber. Safe to call once; later calls are ignored.
 pub fn init(cfg: &LogConfig) {
     // Our own crates at the configured level; the SDK and hyper one step quieter.
-    let directive = format!(
-        "warn,hearth={lvl},hearth_extension={lvl},hearth_db={lvl}",
-        lvl = cfg.level.directive()
-    );
+    // `none` (AWS's extension) is silence from every crate.
+    let directive = match cfg.level {
+        LogLevel::Off => "off".to_string(),
+        level => format!(
+            "warn,hearth={lvl},hearth_extension={lvl},hearth_db={lvl}",
+            lvl = level.directive()
+        ),
+    };
     let filter = EnvFilter::try_new(directive).unwrap_or_else(|_| EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)

@@ -1,6 +1,11 @@
 //! The loopback HTTP listener: accept loop, connection cap, per-connection limits and
 //! graceful drain.
 //!
+//! [`JsonParseErrors`] wraps each connection's socket: a request hyper cannot parse (a head
+//! over the read buffer, a malformed request line) is answered by hyper itself, with an
+//! empty body; the wrapper turns exactly those answers into the JSON error every other
+//! path returns.
+//!
 //! A hand-written accept loop rather than `axum::serve`, because the loop is where the
 //! limits live: a semaphore caps connections (further clients wait in the kernel's accept
 //! queue rather than being refused), hyper's read buffer caps the request head, a header
@@ -124,7 +129,7 @@ async fn accept_loop(
                 .timer(TokioTimer::new())
                 .header_read_timeout(header_timeout)
                 .max_buf_size(read_buffer)
-                .serve_connection(TokioIo::new(stream), svc);
+                .serve_connection(TokioIo::new(JsonParseErrors::new(stream)), svc);
             tokio::pin!(conn);
             tokio::select! {
                 _ = conn.as_mut() => {}
@@ -134,5 +139,159 @@ async fn accept_loop(
                 }
             }
         });
+    }
+}
+
+/// hyper answers a request it cannot parse by itself — 431 for a head over its read
+/// buffer, 400 for a malformed one — with an empty body, and has no hook to change that
+/// answer. This wrapper rewrites exactly those answers: a 400 or 431 status line with
+/// `content-length: 0`, which no Hearth handler writes (every error of ours carries a JSON
+/// body, and the guard answers an oversized head itself, in JSON, below hyper's limit).
+/// hyper closes the connection after such an answer, so the longer body cannot
+/// desynchronise a later response. Vectored writes are declined so that hyper writes a
+/// response head in one call, where it can be recognised.
+pub struct JsonParseErrors<T> {
+    inner: T,
+    /// A replacement being written, how far, and the length of the write it stands for.
+    pending: Option<(Vec<u8>, usize, usize)>,
+}
+
+impl<T> JsonParseErrors<T> {
+    /// Wraps `inner`.
+    pub fn new(inner: T) -> Self {
+        Self {
+            inner,
+            pending: None,
+        }
+    }
+}
+
+/// The JSON answer standing in for hyper's empty one, if `head` is one.
+fn json_for_canned(head: &[u8]) -> Option<Vec<u8>> {
+    let text = std::str::from_utf8(head).ok()?;
+    let (status, error) = if text.starts_with("HTTP/1.1 431 ") || text.starts_with("HTTP/1.0 431 ")
+    {
+        (
+            "431 Request Header Fields Too Large",
+            crate::error::ApiError::HeaderTooLarge { limit: 0 },
+        )
+    } else if text.starts_with("HTTP/1.1 400 ") || text.starts_with("HTTP/1.0 400 ") {
+        ("400 Bad Request", crate::error::ApiError::MalformedRequest)
+    } else {
+        return None;
+    };
+    let lower = text.to_ascii_lowercase();
+    if !lower.contains("\r\ncontent-length: 0\r\n") || !lower.ends_with("\r\n\r\n") {
+        return None;
+    }
+    let message = match &error {
+        // hyper's limit is the read buffer, not the configured one: say what to do.
+        crate::error::ApiError::HeaderTooLarge { .. } => {
+            "request head too large (HEARTH_MAX_HEADER_BYTES); send fewer or shorter headers"
+                .to_string()
+        }
+        e => e.to_string(),
+    };
+    let body = serde_json::to_string(&hearth::wire::ErrorBody {
+        error: hearth::wire::ErrorDetail::new(error.code(), message),
+    })
+    .ok()?;
+    Some(
+        format!(
+            "HTTP/1.1 {status}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+            body.len()
+        )
+        .into_bytes(),
+    )
+}
+
+impl<T: tokio::io::AsyncRead + Unpin> tokio::io::AsyncRead for JsonParseErrors<T> {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl<T: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for JsonParseErrors<T> {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        use std::task::Poll;
+        if self.pending.is_none() {
+            match json_for_canned(buf) {
+                Some(replacement) => self.pending = Some((replacement, 0, buf.len())),
+                None => return std::pin::Pin::new(&mut self.inner).poll_write(cx, buf),
+            }
+        }
+        let this = &mut *self;
+        while let Some((bytes, done, _)) = this.pending.as_mut() {
+            if *done == bytes.len() {
+                break;
+            }
+            match std::pin::Pin::new(&mut this.inner).poll_write(cx, &bytes[*done..]) {
+                Poll::Ready(Ok(0)) => {
+                    return Poll::Ready(Err(std::io::ErrorKind::WriteZero.into()));
+                }
+                Poll::Ready(Ok(n)) => *done += n,
+                other => return other,
+            }
+        }
+        // The replacement is out; the write it replaced counts as written.
+        let stands_for = this.pending.take().map_or(0, |(_, _, n)| n);
+        Poll::Ready(Ok(stands_for))
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        false
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::json_for_canned;
+
+    #[test]
+    fn only_hyper_s_empty_parse_errors_are_rewritten() {
+        let canned = b"HTTP/1.1 431 Request Header Fields Too Large\r\ncontent-length: 0\r\ndate: Tue, 01 Dec 2026 00:00:00 GMT\r\n\r\n";
+        let out =
+            String::from_utf8(json_for_canned(canned).unwrap_or_default()).unwrap_or_default();
+        assert!(out.starts_with("HTTP/1.1 431 "), "{out}");
+        assert!(out.contains("connection: close\r\n"), "{out}");
+        let body = out
+            .split_once("\r\n\r\n")
+            .map(|(_, b)| b)
+            .unwrap_or_default();
+        let v: serde_json::Value = serde_json::from_str(body).unwrap_or_default();
+        assert_eq!(v["error"]["code"], "HeaderTooLarge");
+        let bad = b"HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\n\r\n";
+        assert!(json_for_canned(bad).is_some());
+        // Our own answers carry a body, and other statuses are never touched.
+        for head in [
+            &b"HTTP/1.1 400 Bad Request\r\ncontent-type: application/json\r\ncontent-length: 80\r\n\r\n"[..],
+            b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n",
+            b"HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\n\r\n",
+            b"HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\n",
+        ] {
+            assert!(json_for_canned(head).is_none(), "{:?}", String::from_utf8_lossy(head));
+        }
     }
 }

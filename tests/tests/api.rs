@@ -111,14 +111,16 @@ async fn guard_and_limits_answer_in_json() {
         .unwrap()
         .contains("HEARTH_DB_SECRET_ID"));
 
-    // A request head over the limit is refused by the listener, and the server lives on.
+    // A request head over the limit is refused in JSON, and the server lives on.
     let r = h
         .http
         .get(h.url("/health"))
         .header("x-big", "a".repeat(64 * 1024))
         .send()
-        .await;
-    assert!(r.map(|r| r.status().as_u16()).unwrap_or(431) == 431);
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 431);
+    assert_eq!(code(&r.json().await.unwrap()), "HeaderTooLarge");
     let (status, _) = h.get("/v1/metrics").await;
     assert_eq!(status, 200);
     assert!(h.counter("http.rejected").await >= 3);
@@ -555,4 +557,285 @@ async fn every_documented_operation_is_served() {
         }
     }
     assert_eq!(seen, 9);
+}
+
+/// One HTTP/1.1 answer read off a raw socket: status, headers (lower-case), body.
+async fn read_answer(
+    s: &mut tokio::net::TcpStream,
+) -> Option<(u16, Vec<(String, String)>, String)> {
+    use tokio::io::AsyncReadExt;
+    let mut buf = Vec::new();
+    let head_end = loop {
+        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            break i + 4;
+        }
+        let mut chunk = [0u8; 4096];
+        let n = tokio::time::timeout(Duration::from_secs(5), s.read(&mut chunk))
+            .await
+            .ok()?
+            .ok()?;
+        if n == 0 {
+            return None;
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    };
+    let head = String::from_utf8_lossy(&buf[..head_end]).to_string();
+    let mut lines = head.split("\r\n");
+    let status = lines.next()?.split(' ').nth(1)?.parse().ok()?;
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
+        .collect();
+    let len: usize = headers
+        .iter()
+        .find(|(k, _)| k == "content-length")
+        .and_then(|(_, v)| v.parse().ok())
+        .unwrap_or(0);
+    let mut body = buf[head_end..].to_vec();
+    while body.len() < len {
+        let mut chunk = [0u8; 4096];
+        let n = tokio::time::timeout(Duration::from_secs(5), s.read(&mut chunk))
+            .await
+            .ok()?
+            .ok()?;
+        if n == 0 {
+            return None;
+        }
+        body.extend_from_slice(&chunk[..n]);
+    }
+    Some((status, headers, String::from_utf8_lossy(&body).to_string()))
+}
+
+fn json_code(body: &str) -> String {
+    let v: Value = serde_json::from_str(body).unwrap_or(Value::Null);
+    code(&v).to_string()
+}
+
+fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    headers
+        .iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.as_str())
+}
+
+#[tokio::test]
+async fn http_edges_answer_at_once_in_json_and_keep_connections_usable() {
+    use tokio::io::AsyncWriteExt;
+    let h = Hearth::start(&env(&[
+        ("HEARTH_MAX_HEADER_BYTES", "4096"),
+        ("HEARTH_REQUEST_TIMEOUT", "700ms"),
+    ]))
+    .await;
+    let connect = || async {
+        tokio::net::TcpStream::connect(("127.0.0.1", h.port))
+            .await
+            .unwrap()
+    };
+
+    // A head announcing 8 MiB, and no body: 413 at once, not a wait for the body.
+    let mut fastest = Duration::MAX;
+    for _ in 0..3 {
+        let mut s = connect().await;
+        let started = Instant::now();
+        s.write_all(
+            format!(
+                "POST /v1/kms/encrypt HTTP/1.1\r\nhost: x\r\n{TOKEN_HEADER}: {TOKEN}\r\n\
+                 content-type: application/json\r\ncontent-length: 8388608\r\n\r\n"
+            )
+            .as_bytes(),
+        )
+        .await
+        .unwrap();
+        let (status, headers, body) = read_answer(&mut s).await.expect("an answer");
+        fastest = fastest.min(started.elapsed());
+        assert_eq!(
+            (status, json_code(&body).as_str()),
+            (413, "PayloadTooLarge"),
+            "{body}"
+        );
+        assert_eq!(header(&headers, "connection"), Some("close"));
+    }
+    assert!(fastest < Duration::from_millis(100), "413 took {fastest:?}");
+
+    // A body that arrives too slowly is the client's fault: 408, not 504.
+    let mut s = connect().await;
+    s.write_all(
+        format!(
+            "POST /v1/kms/encrypt HTTP/1.1\r\nhost: x\r\n{TOKEN_HEADER}: {TOKEN}\r\n\
+             content-type: application/json\r\ncontent-length: 20\r\n\r\n{{\"plain"
+        )
+        .as_bytes(),
+    )
+    .await
+    .unwrap();
+    let (status, _, body) = read_answer(&mut s).await.expect("an answer");
+    assert_eq!(
+        (status, json_code(&body).as_str()),
+        (408, "ClientTimeout"),
+        "{body}"
+    );
+
+    // Heads over the limit get a JSON 431: over the configured 4 KiB (the guard), and far
+    // over hyper's read buffer (hyper's own answer, rewritten).
+    for size in [6 * 1024, 64 * 1024] {
+        let mut s = connect().await;
+        let big = "a".repeat(size);
+        s.write_all(format!("GET /health HTTP/1.1\r\nhost: x\r\nx-big: {big}\r\n\r\n").as_bytes())
+            .await
+            .unwrap();
+        let (status, headers, body) = read_answer(&mut s).await.expect("an answer");
+        assert_eq!(
+            (status, json_code(&body).as_str()),
+            (431, "HeaderTooLarge"),
+            "{size}: {body}"
+        );
+        assert_eq!(header(&headers, "content-type"), Some("application/json"));
+    }
+
+    // A malformed request line: hyper's 400, as JSON.
+    let mut s = connect().await;
+    s.write_all(b"GET /health HTTP/1.1 extra\r\n\r\n")
+        .await
+        .unwrap();
+    let (status, _, body) = read_answer(&mut s).await.expect("an answer");
+    assert_eq!(
+        (status, json_code(&body).as_str()),
+        (400, "MalformedRequest"),
+        "{body}"
+    );
+
+    // One keep-alive connection: 20 refused requests with bodies (wrong method, unknown
+    // path, chunked), then a valid one: every one is answered, in order.
+    let mut s = connect().await;
+    for i in 0..20 {
+        let req = match i % 3 {
+            0 => format!(
+                "PUT /secretsmanager/get HTTP/1.1\r\nhost: x\r\n{TOKEN_HEADER}: {TOKEN}\r\n\
+                 content-length: 300\r\n\r\n{}",
+                "b".repeat(300)
+            ),
+            1 => format!(
+                "POST /nowhere HTTP/1.1\r\nhost: x\r\n{TOKEN_HEADER}: {TOKEN}\r\n\
+                 content-length: 5\r\n\r\nhello"
+            ),
+            _ => format!(
+                "DELETE /v1/kms/encrypt HTTP/1.1\r\nhost: x\r\n{TOKEN_HEADER}: {TOKEN}\r\n\
+                 transfer-encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n"
+            ),
+        };
+        s.write_all(req.as_bytes()).await.unwrap();
+        let (status, headers, body) = read_answer(&mut s)
+            .await
+            .unwrap_or_else(|| panic!("request {i} got no answer"));
+        let want = if i % 3 == 1 {
+            (404, "NotFound")
+        } else {
+            (405, "MethodNotAllowed")
+        };
+        assert_eq!(
+            (status, json_code(&body).as_str()),
+            want,
+            "request {i}: {body}"
+        );
+        assert_ne!(header(&headers, "connection"), Some("close"), "request {i}");
+    }
+    s.write_all(b"GET /health HTTP/1.1\r\nhost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let (status, _, body) = read_answer(&mut s)
+        .await
+        .expect("the valid request's answer");
+    assert_eq!(status, 200, "{body}");
+
+    // A refused request whose body is left unread says the connection ends with it.
+    let mut s = connect().await;
+    s.write_all(b"POST /v1/kms/encrypt HTTP/1.1\r\nhost: x\r\ncontent-length: 5\r\n\r\nhello")
+        .await
+        .unwrap();
+    let (status, headers, body) = read_answer(&mut s).await.expect("an answer");
+    assert_eq!(
+        (status, json_code(&body).as_str()),
+        (401, "MissingToken"),
+        "{body}"
+    );
+    assert_eq!(header(&headers, "connection"), Some("close"));
+}
+
+#[tokio::test]
+async fn aws_extension_variables_change_behaviour_as_documented() {
+    let moto = Moto::start();
+    let sm = moto.secrets_client().await;
+    sm.create_secret()
+        .name("plain")
+        .secret_string("v")
+        .send()
+        .await
+        .unwrap();
+    // PARAMETERS_SECRETS_EXTENSION_CACHE_ENABLED=false: every read is a call.
+    let h = Hearth::start(&with(
+        moto.env(),
+        &[("PARAMETERS_SECRETS_EXTENSION_CACHE_ENABLED", "false")],
+    ))
+    .await;
+    for _ in 0..5 {
+        let (status, body) = h.get("/secretsmanager/get?secretId=plain").await;
+        assert_eq!(
+            (status, &body["SecretString"]),
+            (200, &json!("v")),
+            "{body}"
+        );
+    }
+    assert_eq!(h.counter("secrets.upstream_calls").await, 5);
+    assert_eq!(h.counter("secrets.hits").await, 0);
+    drop(h);
+    // SECRETS_MANAGER_TTL=0 is caching off too; a positive TTL caches.
+    for (ttl, calls) in [("0", 3), ("300", 1)] {
+        let h = Hearth::start(&with(moto.env(), &[("SECRETS_MANAGER_TTL", ttl)])).await;
+        for _ in 0..3 {
+            assert_eq!(h.get("/secretsmanager/get?secretId=plain").await.0, 200);
+        }
+        assert_eq!(
+            h.counter("secrets.upstream_calls").await,
+            calls,
+            "TTL {ttl}"
+        );
+    }
+
+    // PARAMETERS_SECRETS_EXTENSION_MAX_CONNECTIONS bounds the calls in flight: against an
+    // endpoint that accepts and never answers, 6 concurrent cold reads open 2 connections.
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let endpoint = format!("http://{}", silent.local_addr().unwrap());
+    let accepted = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = accepted.clone();
+    let holder = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((s, _)) = silent.accept().await {
+            counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            held.push(s);
+        }
+    });
+    let h = Hearth::start(&with(
+        moto.env(),
+        &[
+            ("AWS_ENDPOINT_URL", endpoint.as_str()),
+            ("PARAMETERS_SECRETS_EXTENSION_MAX_CONNECTIONS", "2"),
+            ("SECRETS_MANAGER_TIMEOUT_MILLIS", "1500"),
+        ],
+    ))
+    .await;
+    let paths: Vec<String> = (0..6)
+        .map(|i| format!("/secretsmanager/get?secretId=s{i}"))
+        .collect();
+    let reads = futures::future::join_all(paths.iter().map(|p| h.get(p)));
+    let seen = async {
+        tokio::time::sleep(Duration::from_millis(800)).await;
+        accepted.load(std::sync::atomic::Ordering::SeqCst)
+    };
+    let (results, seen) = tokio::join!(reads, seen);
+    assert_eq!(seen, 2, "connections open while 6 reads were waiting");
+    // SECRETS_MANAGER_TIMEOUT_MILLIS bounds each call: all six end in timeouts.
+    for (status, body) in results {
+        assert_eq!((status, code(&body)), (504, "UpstreamTimeout"), "{body}");
+    }
+    holder.abort();
 }

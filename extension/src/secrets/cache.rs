@@ -124,6 +124,12 @@ impl SecretsCache {
 
     /// Reads a secret version, from the cache when allowed.
     pub async fn get(&self, key: &SecretKey, refresh_now: bool) -> FetchResult {
+        if !self.inner.cfg.caching {
+            // Caching off (AWS's PARAMETERS_SECRETS_EXTENSION_CACHE_ENABLED=false, or a TTL
+            // or cache size of 0): every read is its own call, as with AWS's extension.
+            self.inner.misses.inc();
+            return self.inner.upstream.get(key).await.map(Arc::new);
+        }
         if refresh_now {
             self.inner.misses.inc();
             return self.fetch_shared(key).await;

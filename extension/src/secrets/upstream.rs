@@ -16,6 +16,7 @@ use aws_sdk_secretsmanager::operation::get_secret_value::{
 };
 use base64::Engine as _;
 use hearth::wire::SecretValue;
+use tokio::sync::Semaphore;
 
 use super::{SecretKey, SecretsError};
 use crate::aws::Regional;
@@ -36,6 +37,8 @@ pub struct SecretsUpstream {
     calls: Arc<Counter>,
     errors: Arc<Counter>,
     latency: Arc<Latency>,
+    /// Bound on calls in flight (`HEARTH_AWS_MAX_CONNECTIONS`), shared with Parameter Store.
+    slots: Option<Arc<Semaphore>>,
 }
 
 impl SecretsUpstream {
@@ -59,11 +62,23 @@ impl SecretsUpstream {
             calls: metrics.counter("secrets.upstream_calls"),
             errors: metrics.counter("secrets.upstream_errors"),
             latency: metrics.latency("secrets.upstream_latency"),
+            slots: None,
         }
+    }
+
+    /// Bounds the calls in flight by `slots` (AWS's `PARAMETERS_SECRETS_EXTENSION_MAX_CONNECTIONS`).
+    pub fn with_slots(mut self, slots: Option<Arc<Semaphore>>) -> Self {
+        self.slots = slots;
+        self
     }
 
     /// One GetSecretValue call.
     pub async fn get(&self, key: &SecretKey) -> Result<SecretValue, SecretsError> {
+        // The semaphore is never closed, so acquiring fails never; waiting is the bound.
+        let _slot = match &self.slots {
+            Some(s) => s.acquire().await.ok(),
+            None => None,
+        };
         self.calls.inc();
         let started = Instant::now();
         let clients = &self.clients;
