@@ -194,6 +194,18 @@ pub struct MetricsConfig {
     pub namespace: String,
     /// Function name, used as the EMF dimension.
     pub function_name: String,
+    /// When each invocation's EMF line is written.
+    pub flush: MetricsFlush,
+}
+
+/// When the EMF line of an invocation is written (`HEARTH_METRICS_FLUSH`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MetricsFlush {
+    /// When the Telemetry API's `platform.runtimeDone` reports the invocation done, before
+    /// the extension asks for the next event; at the next INVOKE where that API is missing.
+    InvocationEnd,
+    /// At the next INVOKE (and at SHUTDOWN): never holds `/event/next`, one invocation late.
+    NextInvoke,
 }
 
 /// AWS SDK client settings.
@@ -360,6 +372,7 @@ pub const VARIABLES: &[(&str, Option<&str>, &str, &str)] = &[
     ("HEARTH_LOG_FORMAT", Some("AWS_LAMBDA_LOG_FORMAT"), "json under Lambda, else text", "text or json."),
     ("HEARTH_METRICS_EMF", None, "true", "Write CloudWatch Embedded Metric Format lines to stdout."),
     ("HEARTH_METRICS_NAMESPACE", None, "Hearth", "CloudWatch namespace of the EMF metrics."),
+    ("HEARTH_METRICS_FLUSH", None, "invocation-end", "When EMF is written: invocation-end (each invocation's own line, when the Telemetry API reports it done; holds /event/next until then, up to its 25 ms buffering after the function returns) or next-invoke (at the next INVOKE, no hold: the line carries the previous invocation)."),
     ("HEARTH_AWS_CONNECT_TIMEOUT", None, "1s", "Connect timeout of AWS API calls."),
     ("HEARTH_AWS_ATTEMPT_TIMEOUT", None, "2s", "Timeout of one attempt of an AWS API call."),
     ("HEARTH_AWS_OPERATION_TIMEOUT", None, "5s", "Timeout of an AWS API call, retries included."),
@@ -631,6 +644,16 @@ impl Config {
                 .get("AWS_LAMBDA_FUNCTION_NAME")
                 .unwrap_or("local")
                 .to_string(),
+            flush: r.parse(
+                "HEARTH_METRICS_FLUSH",
+                MetricsFlush::InvocationEnd,
+                "invocation-end or next-invoke",
+                |s| match s {
+                    "invocation-end" => Some(MetricsFlush::InvocationEnd),
+                    "next-invoke" => Some(MetricsFlush::NextInvoke),
+                    _ => None,
+                },
+            ),
         };
 
         let aws = AwsConfig {
