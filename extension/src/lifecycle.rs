@@ -256,7 +256,8 @@ async fn on_invoke(
             if !ends.wait(request_id, until).await {
                 tracing::warn!(
                     request_id,
-                    "platform.runtimeDone did not arrive by the deadline; EMF is written at                      each INVOKE from now on"
+                    "platform.runtimeDone did not arrive by the deadline; EMF is written at each INVOKE \
+                     from now on"
                 );
             }
             // The function has returned: this line carries this invocation's figures.

@@ -23,7 +23,13 @@ fn probe_function() -> std::path::PathBuf {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn health_is_up_before_the_function_starts_and_invokes_are_cheap() {
     let _serial = SERIAL.lock().await;
-    let mut env = SimEnv::start(&[], false).await;
+    // What INVOKE itself costs: with the default end-of-invocation EMF flush the extension
+    // also waits for the Telemetry API's event (tests/tests/metrics.rs measures that).
+    let flush = [(
+        "HEARTH_METRICS_FLUSH".to_string(),
+        "next-invoke".to_string(),
+    )];
+    let mut env = SimEnv::start(&flush, false).await;
     env.start_function(&probe_function(), &[]);
     // The simulator's figure can only be read while the invocation is in flight, so some
     // reads miss; invoke until enough samples are in (bounded).
