@@ -62,6 +62,8 @@ pub struct DbStats {
     pub available: usize,
     /// Checkouts that found every connection busy and the pool full, so had to wait.
     pub waits: u64,
+    /// Checkouts that waited `pool_wait_timeout` and got no connection ([`DbError::PoolTimeout`]).
+    pub pool_timeouts: u64,
     /// Connections opened.
     pub created: u64,
     /// Checkouts served by an existing connection.
@@ -208,6 +210,7 @@ impl Db {
             size: status.size,
             available: status.available,
             waits: get(&c.waits),
+            pool_timeouts: get(&c.pool_timeouts),
             created: get(&c.created),
             reused: get(&c.reused),
             verified: get(&c.verified),
@@ -254,7 +257,11 @@ impl Db {
         if status.available == 0 && status.size >= status.max_size {
             bump(&self.counters.waits);
         }
-        let obj = self.pool.get().await.map_err(pool_error)?;
+        let obj = self.pool.get().await.map_err(pool_error).inspect_err(|e| {
+            if matches!(e, DbError::PoolTimeout) {
+                bump(&self.counters.pool_timeouts);
+            }
+        })?;
         Ok(Lease {
             obj: Some(obj),
             clean: false,

@@ -30,6 +30,7 @@ const VERIFY_TIMEOUT: Duration = Duration::from_secs(1);
 #[derive(Debug, Default)]
 pub(crate) struct Counters {
     pub(crate) waits: AtomicU64,
+    pub(crate) pool_timeouts: AtomicU64,
     pub(crate) created: AtomicU64,
     pub(crate) reused: AtomicU64,
     pub(crate) verified: AtomicU64,

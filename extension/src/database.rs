@@ -16,7 +16,7 @@ use hearth_db::{
 };
 
 use crate::config::{DbSettings, DbTls};
-use crate::metrics::{Gauge, Metrics};
+use crate::metrics::{Counter, Gauge, Metrics};
 use crate::secrets::{SecretKey, SecretsCache};
 
 /// Reads database credentials from the secrets cache.
@@ -80,13 +80,16 @@ fn parse_rds_secret(v: &SecretValue) -> Result<DbCredentials, String> {
     })
 }
 
-/// A gauge and the pool statistic it shows.
+/// A gauge and the pool statistic (a level) it shows.
 type StatGauge = (Arc<Gauge>, fn(&hearth_db::DbStats) -> u64);
+/// A counter and the cumulative pool statistic it mirrors (so EMF writes its deltas).
+type StatCounter = (Arc<Counter>, fn(&hearth_db::DbStats) -> u64);
 
-/// The pool plus the gauges its statistics are published to.
+/// The pool plus the metrics its statistics are published to.
 pub struct Database {
     db: Db,
-    gauges: [StatGauge; 8],
+    gauges: [StatGauge; 2],
+    counters: [StatCounter; 7],
 }
 
 impl std::fmt::Debug for Database {
@@ -130,14 +133,17 @@ impl Database {
             gauges: [
                 (metrics.gauge("db.pool_size"), |s| s.size as u64),
                 (metrics.gauge("db.pool_available"), |s| s.available as u64),
-                (metrics.gauge("db.connections_created"), |s| s.created),
-                (metrics.gauge("db.connections_reused"), |s| s.reused),
-                (metrics.gauge("db.connections_verified"), |s| s.verified),
-                (metrics.gauge("db.connections_dead_replaced"), |s| {
+            ],
+            counters: [
+                (metrics.counter("db.connections_created"), |s| s.created),
+                (metrics.counter("db.connections_reused"), |s| s.reused),
+                (metrics.counter("db.connections_verified"), |s| s.verified),
+                (metrics.counter("db.connections_dead_replaced"), |s| {
                     s.recycled_dead
                 }),
-                (metrics.gauge("db.pool_waits"), |s| s.waits),
-                (metrics.gauge("db.password_rotations"), |s| s.rotations),
+                (metrics.counter("db.pool_waits"), |s| s.waits),
+                (metrics.counter("db.pool_timeouts"), |s| s.pool_timeouts),
+                (metrics.counter("db.password_rotations"), |s| s.rotations),
             ],
         })
     }
@@ -147,6 +153,9 @@ impl Database {
         let stats = self.db.stats();
         for (g, f) in &self.gauges {
             g.set(f(&stats));
+        }
+        for (c, f) in &self.counters {
+            c.raise_to(f(&stats));
         }
     }
 

@@ -17,6 +17,7 @@
 //! - [`failover`]: the circuit breaker between a service's primary and fallback regions.
 //! - [`arn`]: ARN region helpers and the multi-Region key match.
 //! - [`metrics`] and [`emf`]: counters, latency summaries, CloudWatch EMF lines.
+//! - [`telemetry`]: invocation ends from the Telemetry API, for each invocation's EMF line.
 //! - [`flight`]: single-flight calls shared by the secrets and KMS caches.
 //! - [`prewarm`]: warming caches at init and on `POST /v1/warm`.
 //! - [`logging`]: `tracing` set-up.
@@ -39,3 +40,4 @@ pub mod prewarm;
 pub mod secrets;
 pub mod server;
 pub mod state;
+pub mod telemetry;

@@ -7,21 +7,28 @@
 //!    Managed Instances, which reject INVOKE);
 //! 4. prewarm in the background, holding the first `/event/next` at most
 //!    `HEARTH_PREWARM_BUDGET` so the first invocation finds warm caches;
-//! 5. event loop: INVOKE returns to `/event/next` at once, after only kicking off
-//!    refresh-ahead work; SHUTDOWN drains and exits 0 within the budget.
+//! 5. event loop: INVOKE kicks off refresh-ahead work; with EMF on and the Telemetry API
+//!    available (`HEARTH_METRICS_FLUSH=invocation-end`, the default) it then waits for that
+//!    invocation's `platform.runtimeDone` (the function has returned: its caller already has
+//!    the response) and writes the invocation's EMF line before returning to
+//!    `/event/next`, so the line is out before Lambda freezes the environment; otherwise it
+//!    returns at once and the line is written at the next INVOKE. SHUTDOWN drains and exits
+//!    0 within the budget.
 //!
 //! Without `AWS_LAMBDA_RUNTIME_API` (a local run) steps 3 and 5 are replaced by waiting for
 //! Ctrl-C or SIGTERM.
 
 use std::process::ExitCode;
 use std::sync::atomic::AtomicBool;
-use std::sync::Arc;
-use std::time::Instant;
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use lambda_extension::{service_fn, Extension, LambdaEvent, NextEvent};
 use tokio::sync::mpsc;
 
-use crate::config::{Config, ConfigError, Env, InitType, LogConfig, LogFormat, LogLevel};
+use crate::config::{
+    Config, ConfigError, Env, InitType, LogConfig, LogFormat, LogLevel, MetricsFlush,
+};
 use crate::database::Database;
 use crate::emf::Emf;
 use crate::failover::Service;
@@ -31,6 +38,7 @@ use crate::secrets::upstream::SecretsUpstream;
 use crate::secrets::SecretsCache;
 use crate::server::{self, Server};
 use crate::state::AppState;
+use crate::telemetry::{self, InvocationEnds};
 use crate::{api, aws, logging, prewarm};
 
 /// Error type the Extensions API reports for configuration problems.
@@ -162,7 +170,7 @@ pub async fn run(env: Env) -> ExitCode {
         db.close();
     }
     if cfg.metrics.emf {
-        emf.flush();
+        flush_metrics(&state, &emf);
     }
     tracing::info!(reason = %reason, drained, shutdown_ms = t0.elapsed().as_millis() as u64, "shutdown complete");
     ExitCode::SUCCESS
@@ -212,6 +220,62 @@ async fn build_state(cfg: Config) -> Result<AppState, String> {
     })
 }
 
+/// Copies the pool's statistics into the registry, then writes the EMF line.
+fn flush_metrics(state: &AppState, emf: &Emf) {
+    if let Some(db) = &state.db {
+        db.publish();
+    }
+    emf.flush();
+}
+
+/// The instant of a Lambda deadline given in milliseconds since the epoch.
+fn deadline_instant(deadline_ms: u64) -> Instant {
+    let now_ms = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0);
+    Instant::now() + Duration::from_millis(deadline_ms.saturating_sub(now_ms))
+}
+
+/// Handles one INVOKE: kicks off refresh-ahead, then writes EMF as `HEARTH_METRICS_FLUSH`
+/// and the Telemetry API allow (see the module docs).
+async fn on_invoke(
+    state: &AppState,
+    emf: &Emf,
+    ends: Option<&InvocationEnds>,
+    request_id: &str,
+    deadline_ms: u64,
+) {
+    // Only kick off work here: it runs while the function does.
+    state.secrets.refresh_ahead();
+    state.kms.refresh_ahead();
+    let invokes = state.metrics.counter("lifecycle.invokes");
+    if !state.config.metrics.emf {
+        invokes.inc();
+        return;
+    }
+    match ends.filter(|e| e.reliable()) {
+        Some(ends) => {
+            invokes.inc();
+            let until = deadline_instant(deadline_ms) + telemetry::GRACE;
+            if !ends.wait(request_id, until).await {
+                tracing::warn!(
+                    request_id,
+                    "platform.runtimeDone did not arrive by the deadline; EMF is written at each INVOKE \
+                     from now on"
+                );
+            }
+            // The function has returned: this line carries this invocation's figures.
+            flush_metrics(state, emf);
+        }
+        None => {
+            // The previous invocation's figures, then count this one.
+            flush_metrics(state, emf);
+            invokes.inc();
+        }
+    }
+}
+
 /// Registers, holds the first `/event/next` for prewarm, then handles events until
 /// SHUTDOWN. Returns the shutdown reason.
 async fn event_loop(
@@ -221,26 +285,28 @@ async fn event_loop(
 ) -> Result<String, lambda_extension::Error> {
     let cfg = state.config.clone();
     let (shutdown_tx, mut shutdown_rx) = mpsc::unbounded_channel::<String>();
+    // Set after registration when the Telemetry API subscription succeeds.
+    let ends: Arc<OnceLock<Arc<InvocationEnds>>> = Arc::default();
     let processor = {
         let state = state.clone();
         let emf = emf.clone();
+        let ends = ends.clone();
         service_fn(move |event: LambdaEvent| {
             let state = state.clone();
             let emf = emf.clone();
+            let ends = ends.clone();
             let shutdown_tx = shutdown_tx.clone();
             async move {
                 match event.next {
-                    NextEvent::Invoke(_) => {
-                        // Only kick off work here: the next /event/next must go out at once.
-                        state.secrets.refresh_ahead();
-                        state.kms.refresh_ahead();
-                        if let Some(db) = &state.db {
-                            db.publish();
-                        }
-                        if state.config.metrics.emf {
-                            emf.flush();
-                        }
-                        state.metrics.counter("lifecycle.invokes").inc();
+                    NextEvent::Invoke(inv) => {
+                        on_invoke(
+                            &state,
+                            &emf,
+                            ends.get().map(|e| &**e),
+                            &inv.request_id,
+                            inv.deadline_ms,
+                        )
+                        .await;
                     }
                     NextEvent::Shutdown(s) => {
                         let _ = shutdown_tx.send(s.shutdown_reason);
@@ -260,6 +326,23 @@ async fn event_loop(
         .await?;
     tracing::info!(extension = %name, events = ?events, "registered");
 
+    let wants_telemetry = cfg.metrics.emf
+        && cfg.metrics.flush == MetricsFlush::InvocationEnd
+        && cfg.lifecycle.init_type == InitType::OnDemand;
+    if wants_telemetry {
+        // During init, as Lambda requires: before the first /event/next.
+        match telemetry::subscribe(&registered.extension_id).await {
+            Ok(e) => {
+                let _ = ends.set(e);
+                tracing::debug!("subscribed to the Telemetry API: EMF at each invocation's end");
+            }
+            Err(e) => tracing::info!(
+                error = %e,
+                "no Telemetry API: EMF is written at each INVOKE (one invocation late)"
+            ),
+        }
+    }
+
     if tokio::time::timeout(cfg.lifecycle.prewarm_budget, prewarm_task)
         .await
         .is_err()
@@ -272,11 +355,12 @@ async fn event_loop(
     if cfg.lifecycle.init_type == InitType::ManagedInstances && cfg.metrics.emf {
         // No INVOKE events here: flush EMF once a minute instead (a no-op when idle).
         let emf = emf.clone();
+        let state = state.clone();
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(std::time::Duration::from_secs(60));
             loop {
                 tick.tick().await;
-                emf.flush();
+                flush_metrics(&state, &emf);
             }
         });
     }

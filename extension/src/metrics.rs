@@ -3,6 +3,11 @@
 //! Handles are registered once (at init) and kept by the component that updates them; an
 //! update is one relaxed atomic add. The same figures are served as JSON at `GET /v1/metrics`
 //! and written as CloudWatch Embedded Metric Format lines by [`crate::emf`].
+//!
+//! Every name the extension registers is listed in [`NAMES`], which docs/deploy.md's metric
+//! table must match (a unit test checks both directions; registering an unlisted name fails
+//! debug builds, so every test run catches it). Adding a metric is one line there plus a row
+//! in that table.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -30,6 +35,12 @@ impl Counter {
     pub fn get(&self) -> u64 {
         self.0.load(Ordering::Relaxed)
     }
+
+    /// Mirrors a cumulative count kept elsewhere (the pool's statistics): the counter rises to
+    /// `total` and never falls, so EMF still writes per-period deltas of it.
+    pub fn raise_to(&self, total: u64) {
+        self.0.fetch_max(total, Ordering::Relaxed);
+    }
 }
 
 /// A current level (pool size, cache entries): set, not accumulated.
@@ -54,13 +65,51 @@ const BOUNDS_US: [u64; 22] = [
     500_000, 1_000_000, 2_000_000, 5_000_000, 10_000_000, 20_000_000, 30_000_000, 60_000_000,
 ];
 
-/// A latency summary: count, sum, max and fixed log-scale buckets for p50/p99 estimates.
+/// Most individual observations one EMF line carries per latency: CloudWatch accepts an
+/// array of up to 100 values per metric in one EMF document.
+pub const MAX_SAMPLES: usize = 100;
+
+/// A latency summary: count, sum, max and fixed log-scale buckets for p50/p99 estimates,
+/// plus up to [`MAX_SAMPLES`] individual observations since the last EMF line, so CloudWatch
+/// computes percentiles (p90 of KMS calls) from real values rather than from per-line means.
 #[derive(Debug, Default)]
 pub struct Latency {
     count: AtomicU64,
     sum_us: AtomicU64,
     max_us: AtomicU64,
     buckets: [AtomicU64; BOUNDS_US.len() + 1],
+    // A std Mutex held for one push, taken with try_lock on the hot path (see `record`).
+    samples: Mutex<Samples>,
+}
+
+/// A uniform sample (reservoir, Algorithm R) of the observations since the last drain.
+#[derive(Debug, Default)]
+struct Samples {
+    values_us: Vec<u64>,
+    seen: u64,
+}
+
+impl Samples {
+    fn push(&mut self, us: u64) {
+        self.seen += 1;
+        if self.values_us.len() < MAX_SAMPLES {
+            self.values_us.push(us);
+            return;
+        }
+        // Keep the new value with probability MAX_SAMPLES / seen, in place of a random one.
+        // A hash of the count is random enough for sampling and needs no RNG state.
+        let slot = (splitmix64(self.seen) % self.seen) as usize;
+        if let Some(v) = self.values_us.get_mut(slot) {
+            *v = us;
+        }
+    }
+}
+
+fn splitmix64(x: u64) -> u64 {
+    let mut z = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
 }
 
 impl Latency {
@@ -75,6 +124,20 @@ impl Latency {
             .position(|b| us <= *b)
             .unwrap_or(BOUNDS_US.len());
         self.buckets[i].fetch_add(1, Ordering::Relaxed);
+        // Never wait on the hot path: if another request or the EMF flush holds the sample
+        // right now, this observation is counted above but not sampled.
+        match self.samples.try_lock() {
+            Ok(mut s) => s.push(us),
+            Err(std::sync::TryLockError::Poisoned(p)) => p.into_inner().push(us),
+            Err(std::sync::TryLockError::WouldBlock) => {}
+        }
+    }
+
+    /// The sampled observations (µs) since the last call, emptying the sample.
+    pub(crate) fn drain_samples_us(&self) -> Vec<u64> {
+        let mut s = self.samples.lock().unwrap_or_else(|p| p.into_inner());
+        s.seen = 0;
+        std::mem::take(&mut s.values_us)
     }
 
     /// Number of observations.
@@ -147,6 +210,10 @@ impl Metrics {
 
     /// The counter called `name`, registering it on first use.
     pub fn counter(&self, name: &'static str) -> Arc<Counter> {
+        debug_assert!(
+            NAMES.contains(&name),
+            "metric {name} is not in metrics::NAMES"
+        );
         let mut e = self.entries.lock().unwrap_or_else(|p| p.into_inner());
         match e
             .entry(name)
@@ -160,6 +227,10 @@ impl Metrics {
 
     /// The gauge called `name`, registering it on first use.
     pub fn gauge(&self, name: &'static str) -> Arc<Gauge> {
+        debug_assert!(
+            NAMES.contains(&name),
+            "metric {name} is not in metrics::NAMES"
+        );
         let mut e = self.entries.lock().unwrap_or_else(|p| p.into_inner());
         match e
             .entry(name)
@@ -172,6 +243,10 @@ impl Metrics {
 
     /// The latency summary called `name`, registering it on first use.
     pub fn latency(&self, name: &'static str) -> Arc<Latency> {
+        debug_assert!(
+            NAMES.contains(&name),
+            "metric {name} is not in metrics::NAMES"
+        );
         let mut e = self.entries.lock().unwrap_or_else(|p| p.into_inner());
         match e
             .entry(name)
@@ -204,18 +279,16 @@ impl Metrics {
         json!({"counters": counters, "gauges": gauges, "latencies": latencies})
     }
 
-    /// Counter values and latency (count, sum µs) totals, for EMF deltas.
-    pub(crate) fn totals(&self) -> Vec<(&'static str, Total)> {
+    /// Every metric's value now, for EMF: counter totals (EMF writes their deltas), gauge
+    /// levels, and each latency's sampled observations since the last call (drained).
+    pub(crate) fn take_readings(&self) -> Vec<(&'static str, Reading)> {
         let e = self.entries.lock().unwrap_or_else(|p| p.into_inner());
         e.iter()
             .map(|(n, m)| {
                 let t = match m {
-                    Metric::Counter(c) => Total::Count(c.get()),
-                    Metric::Gauge(g) => Total::Level(g.get()),
-                    Metric::Latency(l) => Total::Latency {
-                        count: l.count(),
-                        sum_us: l.sum_us.load(Ordering::Relaxed),
-                    },
+                    Metric::Counter(c) => Reading::Count(c.get()),
+                    Metric::Gauge(g) => Reading::Level(g.get()),
+                    Metric::Latency(l) => Reading::Samples(l.drain_samples_us()),
                 };
                 (*n, t)
             })
@@ -223,13 +296,94 @@ impl Metrics {
     }
 }
 
-/// A metric's value at one moment, for EMF deltas.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Total {
+/// A metric's reading at one flush, for EMF.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Reading {
+    /// A counter's total since start.
     Count(u64),
+    /// A gauge's level.
     Level(u64),
-    Latency { count: u64, sum_us: u64 },
+    /// A latency's sampled observations (µs) since the last flush.
+    Samples(Vec<u64>),
 }
+
+/// Every metric name the extension registers. docs/deploy.md has one row per name (checked
+/// by `every_metric_is_documented`); the EMF name is the CamelCase form (`secrets.hits` →
+/// `SecretsHits`).
+pub const NAMES: &[&str] = &[
+    // secrets cache (secrets/cache.rs, secrets/upstream.rs)
+    "secrets.hits",
+    "secrets.misses",
+    "secrets.coalesced",
+    "secrets.stale_serves",
+    "secrets.refreshes",
+    "secrets.refresh_failures",
+    "secrets.entries",
+    "secrets.upstream_calls",
+    "secrets.upstream_errors",
+    "secrets.upstream_latency",
+    // KMS data keys and decrypts (kms/*.rs)
+    "kms.cache_hits",
+    "kms.cache_misses",
+    "kms.calls_avoided",
+    "kms.coalesced",
+    "kms.evictions",
+    "kms.uncached_keys",
+    "kms.refreshes",
+    "kms.refresh_failures",
+    "kms.data_keys",
+    "kms.current_key_messages",
+    "kms.current_key_bytes",
+    "kms.decrypted_keys",
+    "kms.generate_data_key_calls",
+    "kms.decrypt_calls",
+    "kms.encrypt_calls",
+    "kms.fallback_edk_failures",
+    "kms.errors",
+    "kms.latency",
+    "kms.encrypts",
+    "kms.decrypts",
+    "kms.data_keys_served",
+    "kms.decrypts_refused_key_not_allowed",
+    // regional failover (failover.rs)
+    "aws.failovers",
+    "aws.breaker_opened",
+    "aws.breaker_closed",
+    "aws.breaker_probes",
+    "aws.secrets.breaker_open",
+    "aws.secrets.primary_calls",
+    "aws.secrets.primary_errors",
+    "aws.secrets.primary_latency",
+    "aws.secrets.fallback_calls",
+    "aws.secrets.fallback_errors",
+    "aws.secrets.fallback_latency",
+    "aws.kms.breaker_open",
+    "aws.kms.primary_calls",
+    "aws.kms.primary_errors",
+    "aws.kms.primary_latency",
+    "aws.kms.fallback_calls",
+    "aws.kms.fallback_errors",
+    "aws.kms.fallback_latency",
+    // database pool (database.rs)
+    "db.pool_size",
+    "db.pool_available",
+    "db.connections_created",
+    "db.connections_reused",
+    "db.connections_verified",
+    "db.connections_dead_replaced",
+    "db.pool_waits",
+    "db.pool_timeouts",
+    "db.password_rotations",
+    // HTTP API (api/guard.rs)
+    "http.requests",
+    "http.rejected",
+    "http.errors",
+    "http.server_errors",
+    "http.latency",
+    // lifecycle
+    "prewarm.runs",
+    "lifecycle.invokes",
+];
 
 #[cfg(test)]
 mod tests {
@@ -238,10 +392,60 @@ mod tests {
     #[test]
     fn counters_are_shared_by_name() {
         let m = Metrics::new();
-        m.counter("a.b").inc();
-        m.counter("a.b").add(2);
-        assert_eq!(m.counter("a.b").get(), 3);
-        assert_eq!(m.snapshot()["counters"]["a.b"], 3);
+        m.counter("secrets.hits").inc();
+        m.counter("secrets.hits").add(2);
+        assert_eq!(m.counter("secrets.hits").get(), 3);
+        assert_eq!(m.snapshot()["counters"]["secrets.hits"], 3);
+        m.counter("secrets.hits").raise_to(2);
+        assert_eq!(m.counter("secrets.hits").get(), 3, "never falls");
+        m.counter("secrets.hits").raise_to(7);
+        assert_eq!(m.counter("secrets.hits").get(), 7);
+    }
+
+    #[test]
+    fn samples_are_bounded_and_drained() {
+        let l = Latency::default();
+        for i in 0..1_000u64 {
+            l.record(Duration::from_micros(i));
+        }
+        let s = l.drain_samples_us();
+        assert_eq!(s.len(), MAX_SAMPLES);
+        // A uniform sample of 0..1000 µs: some values from late in the period survive.
+        assert!(s.iter().any(|v| *v >= 500), "{s:?}");
+        assert!(l.drain_samples_us().is_empty());
+        assert_eq!(l.count(), 1_000);
+    }
+
+    /// docs/deploy.md's metric table (between `<!-- metrics-table:start -->` and
+    /// `<!-- metrics-table:end -->`) has exactly one row per name in [`NAMES`].
+    #[test]
+    fn every_metric_is_documented() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/deploy.md");
+        let doc = std::fs::read_to_string(path).unwrap_or_default();
+        let table = doc
+            .split("<!-- metrics-table:start -->")
+            .nth(1)
+            .and_then(|t| t.split("<!-- metrics-table:end -->").next())
+            .unwrap_or_default();
+        let documented: Vec<String> = table
+            .lines()
+            .filter_map(|l| l.strip_prefix("| `"))
+            .filter_map(|l| l.split('`').next())
+            .map(str::to_owned)
+            .collect();
+        let mut want: Vec<String> = NAMES.iter().map(|n| (*n).to_owned()).collect();
+        let mut have = documented.clone();
+        want.sort();
+        have.sort();
+        let missing: Vec<_> = want.iter().filter(|n| !have.contains(n)).collect();
+        let extra: Vec<_> = have.iter().filter(|n| !want.contains(n)).collect();
+        assert!(
+            missing.is_empty() && extra.is_empty(),
+            "docs/deploy.md metric table: missing rows {missing:?}, rows for no metric {extra:?}"
+        );
+        let mut dedup = have.clone();
+        dedup.dedup();
+        assert_eq!(dedup.len(), have.len(), "a metric has two rows");
     }
 
     #[test]

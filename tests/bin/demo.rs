@@ -165,7 +165,6 @@ async fn run() -> Result<(), String> {
 
     // The table.
     let c = |name: &str| n(&m, "counters", name);
-    let g = |name: &str| n(&m, "gauges", name);
     println!("\ninvoke latency (round trip through the simulator: enqueue → function response)");
     println!(
         "  {:<34} {:>8.2} ms",
@@ -213,22 +212,22 @@ async fn run() -> Result<(), String> {
     println!(
         "  {:<34} {} created, {} reused, {} verified, {} dead replaced",
         "DB pool connections",
-        g("db.connections_created"),
-        g("db.connections_reused"),
-        g("db.connections_verified"),
-        g("db.connections_dead_replaced")
+        c("db.connections_created"),
+        c("db.connections_reused"),
+        c("db.connections_verified"),
+        c("db.connections_dead_replaced")
     );
     println!(
         "  {:<34} created {} before the rotation, {} at the cold invoke",
         "",
-        n(&before_rotation, "gauges", "db.connections_created"),
-        n(&after_cold, "gauges", "db.connections_created"),
+        n(&before_rotation, "counters", "db.connections_created"),
+        n(&after_cold, "counters", "db.connections_created"),
     );
     println!(
         "  {:<34} {} backends killed, {} password refetch(es) after 28P01, 0 failed invokes",
         "password rotation",
         killed,
-        g("db.password_rotations")
+        c("db.password_rotations")
     );
 
     println!("\nwarm-up ping answer: {ping}");

@@ -137,7 +137,7 @@ async fn queries_run_under_the_request_tenant() {
 
     let (_, m) = h.get("/v1/metrics").await;
     assert!(
-        m["gauges"]["db.connections_reused"].as_u64().unwrap() >= 5,
+        m["counters"]["db.connections_reused"].as_u64().unwrap() >= 5,
         "{m}"
     );
     let out = h.proc.output();
@@ -228,7 +228,7 @@ async fn password_rotation_under_load_loses_no_request() {
     }
     let (_, m) = h.get("/v1/metrics").await;
     assert!(
-        m["gauges"]["db.password_rotations"].as_u64().unwrap() >= 1,
+        m["counters"]["db.password_rotations"].as_u64().unwrap() >= 1,
         "{m}"
     );
     let out = h.proc.output();

@@ -143,8 +143,10 @@ async fn payments_are_encrypted_isolated_per_tenant_and_read_back() {
     };
     assert_eq!(delta("kms.generate_data_key_calls"), 0, "{after}");
     assert!(delta("kms.calls_avoided") >= 5, "{after}");
-    let created = after["gauges"]["db.connections_created"].as_u64().unwrap();
-    let reused = after["gauges"]["db.connections_reused"].as_u64().unwrap();
+    let created = after["counters"]["db.connections_created"]
+        .as_u64()
+        .unwrap();
+    let reused = after["counters"]["db.connections_reused"].as_u64().unwrap();
     assert!(
         created <= 2 && reused >= 10,
         "created {created}, reused {reused}"
@@ -207,7 +209,7 @@ async fn payments_survive_a_password_rotation() {
     assert_eq!(out["payment"]["amountCents"], 2, "{out}");
     let m = metrics(env.port).await;
     assert!(
-        m["gauges"]["db.password_rotations"].as_u64().unwrap() >= 1,
+        m["counters"]["db.password_rotations"].as_u64().unwrap() >= 1,
         "{m}"
     );
     let logs = env.extension.output();

@@ -40,6 +40,7 @@ pub struct HttpMetrics {
     requests: Arc<Counter>,
     rejected: Arc<Counter>,
     errors: Arc<Counter>,
+    server_errors: Arc<Counter>,
     latency: Arc<Latency>,
 }
 
@@ -50,6 +51,7 @@ impl HttpMetrics {
             requests: metrics.counter("http.requests"),
             rejected: metrics.counter("http.rejected"),
             errors: metrics.counter("http.errors"),
+            server_errors: metrics.counter("http.server_errors"),
             latency: metrics.latency("http.latency"),
         }
     }
@@ -108,6 +110,11 @@ pub async fn guard(State(state): State<AppState>, req: Request, next: Next) -> R
     state.http.latency.record(started.elapsed());
     if resp.status().is_client_error() || resp.status().is_server_error() {
         state.http.errors.inc();
+    }
+    if resp.status().is_server_error() {
+        // Apart from http.errors: a 4xx is the caller's mistake, a 5xx is Hearth's or an
+        // upstream's, and only that one is worth an alarm.
+        state.http.server_errors.inc();
     }
     resp
 }

@@ -34,7 +34,9 @@ pub use aws::{AwsConfig, FailoverConfig, RetryModeSetting};
 pub use db::{DbSettings, DbTls};
 pub use kms::KmsConfig;
 pub use reader::{parse_duration, Var};
-pub use runtime::{InitType, LifecycleConfig, LogConfig, LogFormat, LogLevel, MetricsConfig};
+pub use runtime::{
+    InitType, LifecycleConfig, LogConfig, LogFormat, LogLevel, MetricsConfig, MetricsFlush,
+};
 pub use secrets::SecretsConfig;
 pub use server::ServerConfig;
 

@@ -49,6 +49,7 @@ pub const METRICS_VARS: &[Var] = &[
         "Hearth",
         "CloudWatch namespace of the EMF metrics.",
     ),
+    Var::new("HEARTH_METRICS_FLUSH", "invocation-end", "When EMF is written: invocation-end (each invocation's own line, when the Telemetry API reports it done; holds /event/next until then, up to its 25 ms buffering after the function returns) or next-invoke (at the next INVOKE, no hold: the line carries the previous invocation)."),
 ];
 
 /// Log output format.
@@ -129,6 +130,18 @@ pub struct MetricsConfig {
     pub namespace: String,
     /// Function name, used as the EMF dimension.
     pub function_name: String,
+    /// When each invocation's EMF line is written.
+    pub flush: MetricsFlush,
+}
+
+/// When the EMF line of an invocation is written (`HEARTH_METRICS_FLUSH`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MetricsFlush {
+    /// When the Telemetry API's `platform.runtimeDone` reports the invocation done, before
+    /// the extension asks for the next event; at the next INVOKE where that API is missing.
+    InvocationEnd,
+    /// At the next INVOKE (and at SHUTDOWN): never holds `/event/next`, one invocation late.
+    NextInvoke,
 }
 
 /// Reads the lifecycle's section.
@@ -209,5 +222,15 @@ pub fn read_metrics(r: &mut Reader<'_>) -> MetricsConfig {
             .get("AWS_LAMBDA_FUNCTION_NAME")
             .unwrap_or("local")
             .to_string(),
+        flush: r.parse(
+            "HEARTH_METRICS_FLUSH",
+            MetricsFlush::InvocationEnd,
+            "invocation-end or next-invoke",
+            |s| match s {
+                "invocation-end" => Some(MetricsFlush::InvocationEnd),
+                "next-invoke" => Some(MetricsFlush::NextInvoke),
+                _ => None,
+            },
+        ),
     }
 }

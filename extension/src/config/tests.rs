@@ -471,3 +471,27 @@ fn json_logs_by_default_under_lambda() {
     .unwrap();
     assert_eq!(c.log.format, LogFormat::Text);
 }
+
+#[test]
+fn metrics_flush() {
+    let c = Config::from_env(&env(&[("HEARTH_TOKEN", "t")])).unwrap();
+    assert_eq!(c.metrics.flush, MetricsFlush::InvocationEnd);
+    let c = Config::from_env(&env(&[
+        ("HEARTH_TOKEN", "t"),
+        ("HEARTH_METRICS_FLUSH", "next-invoke"),
+    ]))
+    .unwrap();
+    assert_eq!(c.metrics.flush, MetricsFlush::NextInvoke);
+    let e = Config::from_env(&env(&[
+        ("HEARTH_TOKEN", "t"),
+        ("HEARTH_METRICS_FLUSH", "later"),
+    ]))
+    .unwrap_err();
+    assert_eq!(e.problems[0].variable, "HEARTH_METRICS_FLUSH");
+    assert!(
+        e.problems[0]
+            .message
+            .contains("invocation-end or next-invoke"),
+        "{e}"
+    );
+}
