@@ -155,6 +155,7 @@ pub fn regional<C>(
     let fallback_region = match service {
         Service::Secrets => cfg.failover.secrets_region.clone(),
         Service::Kms => cfg.failover.kms_region.clone(),
+        Service::Parameters => cfg.failover.parameters_region.clone(),
     };
     let primary_region = cfg
         .failover

@@ -220,6 +220,8 @@ pub struct FailoverConfig {
     pub secrets_region: Option<String>,
     /// Fallback region for KMS.
     pub kms_region: Option<String>,
+    /// Fallback region for Parameter Store.
+    pub parameters_region: Option<String>,
     /// Key in the KMS fallback region under which data keys of `HEARTH_KMS_KEY_ID` are
     /// also encrypted.
     pub kms_key_id: Option<String>,
@@ -233,9 +235,9 @@ pub struct FailoverConfig {
     pub cooldown: Duration,
 }
 
-/// Secrets cache settings.
+/// Settings of one read-through cache (secrets, parameters).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SecretsConfig {
+pub struct CacheConfig {
     /// Age after which a read triggers a background refresh (before jitter).
     pub soft_ttl: Duration,
     /// Age after which a read refetches synchronously: the maximum exposure window.
@@ -246,8 +248,21 @@ pub struct SecretsConfig {
     pub stale_if_error: Duration,
     /// Maximum cached versions (LRU beyond).
     pub capacity: NonZeroUsize,
-    /// Secret ids fetched in the background at init.
+    /// Secret ids (parameter names) fetched in the background at init.
     pub prefetch: Vec<String>,
+}
+
+/// Secrets cache settings.
+pub type SecretsConfig = CacheConfig;
+
+/// Parameter Store settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ParametersConfig {
+    /// The cache (a hard TTL of zero: no caching); `prefetch` holds parameter names.
+    pub cache: CacheConfig,
+    /// Operation timeout of a Parameter Store call, when it differs from
+    /// `HEARTH_AWS_OPERATION_TIMEOUT`.
+    pub timeout: Option<Duration>,
 }
 
 /// KMS data-key cache and envelope-encryption settings.
@@ -337,6 +352,8 @@ pub struct Config {
     pub aws: AwsConfig,
     /// Secrets cache.
     pub secrets: SecretsConfig,
+    /// Parameter Store cache.
+    pub parameters: ParametersConfig,
     /// KMS data keys.
     pub kms: KmsConfig,
     /// Database pool, when configured.
@@ -379,6 +396,13 @@ pub const VARIABLES: &[(&str, Option<&str>, &str, &str)] = &[
     ("HEARTH_SECRETS_STALE_IF_ERROR", None, "15m", "How long past the hard TTL a value is served while Secrets Manager fails transiently (0 disables)."),
     ("HEARTH_SECRETS_CACHE_SIZE", Some("PARAMETERS_SECRETS_EXTENSION_CACHE_SIZE"), "1000", "Cached secret versions (LRU beyond)."),
     ("HEARTH_SECRETS_PREFETCH", None, "(none)", "Comma-separated secret ids fetched in the background at init."),
+    ("HEARTH_PARAMETERS_SOFT_TTL", None, "240s (80% of the hard TTL if only that is set)", "Age at which a parameter read starts a background refresh; jittered per entry by HEARTH_SECRETS_JITTER_PERCENT."),
+    ("HEARTH_PARAMETERS_HARD_TTL", Some("SSM_PARAMETER_STORE_TTL"), "300s", "Age at which a parameter read refetches before answering; 0 turns parameter caching off. SSM_PARAMETER_STORE_TTL is whole seconds from 0 to 300, as in AWS's extension."),
+    ("HEARTH_PARAMETERS_STALE_IF_ERROR", None, "15m", "How long past the hard TTL a parameter is served while Parameter Store fails transiently (0 disables)."),
+    ("HEARTH_PARAMETERS_CACHE_SIZE", Some("PARAMETERS_SECRETS_EXTENSION_CACHE_SIZE"), "1000", "Cached parameter values (LRU beyond)."),
+    ("HEARTH_PARAMETERS_TIMEOUT", Some("SSM_PARAMETER_STORE_TIMEOUT_MILLIS"), "HEARTH_AWS_OPERATION_TIMEOUT", "Timeout of a Parameter Store call, retries included; 0: none beyond HEARTH_REQUEST_TIMEOUT. SSM_PARAMETER_STORE_TIMEOUT_MILLIS is milliseconds, as in AWS's extension."),
+    ("HEARTH_PARAMETERS_PREFETCH", None, "(none)", "Comma-separated parameter names or ARNs fetched with decryption in the background at init (GetParameters, 10 names per call)."),
+    ("HEARTH_PARAMETERS_FALLBACK_REGION", None, "HEARTH_FALLBACK_REGION", "Fallback region for Parameter Store (parameters of the same name are read there), or none."),
     ("HEARTH_KMS_KEY_ID", None, "(none)", "KMS key id, ARN or alias used when a request names no keyId (requests must name one without it)."),
     ("HEARTH_KMS_CACHE", None, "true", "Cache data keys (false: one KMS call per encrypt and per decrypt)."),
     ("HEARTH_KMS_MAX_AGE", None, "300s", "Age at which a cached data key is retired (100ms to 24h)."),
@@ -719,6 +743,101 @@ impl Config {
             ),
         };
 
+        // Parameter Store. AWS's SSM_PARAMETER_STORE_TTL is whole seconds from 0 to 300 and
+        // SSM_PARAMETER_STORE_TIMEOUT_MILLIS milliseconds, 0 meaning none; the HEARTH_ names
+        // take durations.
+        let hard_ttl = match r.raw("HEARTH_PARAMETERS_HARD_TTL") {
+            Some(("SSM_PARAMETER_STORE_TTL", _)) => r.parse(
+                "HEARTH_PARAMETERS_HARD_TTL",
+                Duration::from_secs(300),
+                "whole seconds from 0 to 300 (0 turns caching off)",
+                |s| {
+                    s.parse::<u64>()
+                        .ok()
+                        .filter(|n| *n <= 300)
+                        .map(Duration::from_secs)
+                },
+            ),
+            _ => r.duration(
+                "HEARTH_PARAMETERS_HARD_TTL",
+                Duration::from_secs(300),
+                Duration::ZERO,
+                Duration::from_secs(7 * 24 * 3600),
+            ),
+        };
+        let soft_ttl = if hard_ttl.is_zero() {
+            Duration::ZERO
+        } else {
+            let soft_default = if r.raw("HEARTH_PARAMETERS_HARD_TTL").is_some() {
+                hard_ttl.mul_f64(0.8)
+            } else {
+                Duration::from_secs(240)
+            };
+            r.duration(
+                "HEARTH_PARAMETERS_SOFT_TTL",
+                soft_default,
+                Duration::from_millis(100).min(hard_ttl),
+                hard_ttl,
+            )
+        };
+        let timeout = match r.raw("HEARTH_PARAMETERS_TIMEOUT") {
+            Some(("SSM_PARAMETER_STORE_TIMEOUT_MILLIS", _)) => r.parse(
+                "HEARTH_PARAMETERS_TIMEOUT",
+                None,
+                "milliseconds from 0 (no timeout) to 900000",
+                |s| {
+                    s.parse::<u64>()
+                        .ok()
+                        .filter(|n| *n <= 900_000)
+                        .map(|n| Some(Duration::from_millis(n)))
+                },
+            ),
+            Some(_) => Some(r.duration(
+                "HEARTH_PARAMETERS_TIMEOUT",
+                Duration::ZERO,
+                Duration::ZERO,
+                Duration::from_secs(900),
+            )),
+            None => None,
+        }
+        // "No timeout" still ends with the request: HEARTH_REQUEST_TIMEOUT bounds every call.
+        .map(|t| {
+            if t.is_zero() {
+                server.request_timeout
+            } else {
+                t
+            }
+        });
+        let parameters = ParametersConfig {
+            cache: CacheConfig {
+                soft_ttl,
+                hard_ttl,
+                jitter_percent: secrets.jitter_percent,
+                stale_if_error: r.duration(
+                    "HEARTH_PARAMETERS_STALE_IF_ERROR",
+                    Duration::from_secs(15 * 60),
+                    Duration::ZERO,
+                    Duration::from_secs(7 * 24 * 3600),
+                ),
+                capacity: r.size("HEARTH_PARAMETERS_CACHE_SIZE", 1000, 1_000_000),
+                prefetch: r.parse(
+                    "HEARTH_PARAMETERS_PREFETCH",
+                    Vec::new(),
+                    "comma-separated parameter names or ARNs",
+                    |s| {
+                        let names: Vec<String> = s
+                            .split(',')
+                            .map(str::trim)
+                            .filter(|x| !x.is_empty())
+                            .map(String::from)
+                            .collect();
+                        names.iter().all(|n| n.len() <= 2048).then_some(names)
+                    },
+                ),
+            },
+            timeout,
+        };
+
         let kms = KmsConfig {
             key_id: r.parse(
                 "HEARTH_KMS_KEY_ID",
@@ -1005,6 +1124,7 @@ impl Config {
                 metrics,
                 aws,
                 secrets,
+                parameters,
                 kms,
                 db,
                 failover,
@@ -1083,6 +1203,7 @@ fn failover_config(r: &mut Reader<'_>, env: &Env, has_default_key: bool) -> Fail
     };
     let secrets_region = per_service(r, "HEARTH_SECRETS_FALLBACK_REGION");
     let kms_region = per_service(r, "HEARTH_KMS_FALLBACK_REGION");
+    let parameters_region = per_service(r, "HEARTH_PARAMETERS_FALLBACK_REGION");
     let kms_key_id = r.parse(
         "HEARTH_KMS_FALLBACK_KEY_ID",
         None,
@@ -1140,6 +1261,7 @@ fn failover_config(r: &mut Reader<'_>, env: &Env, has_default_key: bool) -> Fail
         primary_region,
         secrets_region,
         kms_region,
+        parameters_region,
         kms_key_id,
         endpoints,
         budget,

@@ -32,6 +32,19 @@ use crate::metrics::{Counter, Gauge, Latency, Metrics};
 pub trait Outage {
     /// True when another region might succeed where this one failed.
     fn is_outage(&self) -> bool;
+
+    /// What the caller sees when the primary is failing (this call's attempt, or the one
+    /// that opened the breaker) and the fallback answered `self`, an answer that is not an
+    /// outage: not found because the value is not replicated there, access denied because
+    /// IAM names the primary region's ARNs. The primary's outage is the cause, so services
+    /// with stale-if-error turn the answer into a transient error (a cached value keeps
+    /// being served); the default returns the fallback's answer as is.
+    fn behind_outage(self, _primary_region: &str) -> Self
+    where
+        Self: Sized,
+    {
+        self
+    }
 }
 
 /// Which region a call goes to.
@@ -50,6 +63,8 @@ pub enum Service {
     Secrets,
     /// AWS KMS.
     Kms,
+    /// AWS Systems Manager Parameter Store.
+    Parameters,
 }
 
 impl Service {
@@ -58,6 +73,7 @@ impl Service {
         match self {
             Service::Secrets => "secretsmanager",
             Service::Kms => "kms",
+            Service::Parameters => "ssm",
         }
     }
 }
@@ -92,7 +108,7 @@ struct RegionMetrics {
     latency: Arc<Latency>,
 }
 
-/// Metric names are `&'static str` in the registry; there are two services and two sides,
+/// Metric names are `&'static str` in the registry; there are three services and two sides,
 /// so they are spelt out rather than built (and leaked) at run time.
 fn region_metrics(service: Service, side: Side, m: &Metrics) -> RegionMetrics {
     let (calls, errors, latency) = match (service, side) {
@@ -115,6 +131,16 @@ fn region_metrics(service: Service, side: Side, m: &Metrics) -> RegionMetrics {
             "aws.kms.fallback_calls",
             "aws.kms.fallback_errors",
             "aws.kms.fallback_latency",
+        ),
+        (Service::Parameters, Side::Primary) => (
+            "aws.ssm.primary_calls",
+            "aws.ssm.primary_errors",
+            "aws.ssm.primary_latency",
+        ),
+        (Service::Parameters, Side::Fallback) => (
+            "aws.ssm.fallback_calls",
+            "aws.ssm.fallback_errors",
+            "aws.ssm.fallback_latency",
         ),
     };
     RegionMetrics {
@@ -185,6 +211,7 @@ impl Failover {
         let open = match service {
             Service::Secrets => metrics.gauge("aws.secrets.breaker_open"),
             Service::Kms => metrics.gauge("aws.kms.breaker_open"),
+            Service::Parameters => metrics.gauge("aws.ssm.breaker_open"),
         };
         Self {
             service,
@@ -285,7 +312,7 @@ impl Failover {
     {
         let route = self.route();
         if matches!(route, Route::Fallback) {
-            return self.call_on(Side::Fallback, op(Side::Fallback)).await;
+            return self.on_fallback(op(Side::Fallback)).await;
         }
         let mut guard = ProbeGuard {
             failover: self,
@@ -302,10 +329,26 @@ impl Failover {
                     to = self.fallback_region().unwrap_or_default(),
                     "primary region failed; calling the fallback region"
                 );
-                self.call_on(Side::Fallback, op(Side::Fallback)).await
+                self.on_fallback(op(Side::Fallback)).await
             }
             r => r,
         }
+    }
+
+    /// A call on the fallback because the primary is failing: a fallback answer that is
+    /// not an outage goes through [`Outage::behind_outage`].
+    async fn on_fallback<T, E, Fut>(&self, fut: Fut) -> Result<T, E>
+    where
+        Fut: Future<Output = Result<T, E>>,
+        E: Outage,
+    {
+        self.call_on(Side::Fallback, fut).await.map_err(|e| {
+            if e.is_outage() {
+                e
+            } else {
+                e.behind_outage(&self.primary_region)
+            }
+        })
     }
 
     /// One call on `side`, timed and counted. On the primary, its outcome feeds the

@@ -27,6 +27,8 @@ use crate::emf::Emf;
 use crate::failover::Service;
 use crate::kms::KmsService;
 use crate::metrics::Metrics;
+use crate::parameters::upstream::ParametersUpstream;
+use crate::parameters::ParametersCache;
 use crate::secrets::upstream::SecretsUpstream;
 use crate::secrets::SecretsCache;
 use crate::server::{self, Server};
@@ -180,7 +182,26 @@ async fn build_state(cfg: Config) -> Result<AppState, String> {
         aws_sdk_secretsmanager::Client::new,
     );
     let upstream = SecretsUpstream::regional(secrets_clients, &metrics);
-    let secrets = SecretsCache::new(cfg.secrets.clone(), upstream, &metrics);
+    let secrets = SecretsCache::secrets(cfg.secrets.clone(), upstream, &metrics);
+    let parameters_timeout = cfg.parameters.timeout;
+    let ssm_clients = aws::regional(&sdk, &cfg, Service::Parameters, &metrics, |c| {
+        let mut b = aws_sdk_ssm::config::Builder::from(c);
+        if let Some(t) = parameters_timeout {
+            let timeouts = c
+                .timeout_config()
+                .map(|tc| tc.to_builder())
+                .unwrap_or_default()
+                .operation_timeout(t)
+                .build();
+            b = b.timeout_config(timeouts);
+        }
+        aws_sdk_ssm::Client::from_conf(b.build())
+    });
+    let parameters = ParametersCache::parameters(
+        cfg.parameters.cache.clone(),
+        ParametersUpstream::regional(ssm_clients, &metrics),
+        &metrics,
+    );
     let kms_clients = aws::regional(&sdk, &cfg, Service::Kms, &metrics, aws_sdk_kms::Client::new);
     let kms = KmsService::regional(
         cfg.kms.clone(),
@@ -201,6 +222,7 @@ async fn build_state(cfg: Config) -> Result<AppState, String> {
         config: Arc::new(cfg),
         metrics,
         secrets,
+        parameters,
         kms,
         db,
         prewarmed: Arc::new(AtomicBool::new(false)),
@@ -228,6 +250,7 @@ async fn event_loop(
                     NextEvent::Invoke(_) => {
                         // Only kick off work here: the next /event/next must go out at once.
                         state.secrets.refresh_ahead();
+                        state.parameters.refresh_ahead();
                         state.kms.refresh_ahead();
                         if let Some(db) = &state.db {
                             db.publish();

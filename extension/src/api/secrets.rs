@@ -96,9 +96,9 @@ pub fn parse_query(pairs: &[(String, String)]) -> Result<(SecretKey, bool), ApiE
 /// A cached value serialized in place, straight from the cache's `Arc`. Cloning it per read
 /// cost an allocation and a copy per field (about 4% of a cached read's instructions, see
 /// bench/PROFILING.md) and left one more unzeroized copy of the secret on the heap.
-pub struct Cached(pub Arc<SecretValue>);
+pub struct Cached<T>(pub Arc<T>);
 
-impl Serialize for Cached {
+impl<T: Serialize> Serialize for Cached<T> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         self.0.serialize(s)
     }
@@ -108,7 +108,7 @@ impl Serialize for Cached {
 pub async fn get(
     State(state): State<AppState>,
     query: Result<Query<Vec<(String, String)>>, QueryRejection>,
-) -> Result<Json<Cached>, ApiError> {
+) -> Result<Json<Cached<SecretValue>>, ApiError> {
     let Query(pairs) = query.map_err(|_| {
         invalid(
             "InvalidParameter",
