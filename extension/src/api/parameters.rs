@@ -53,13 +53,15 @@ pub fn parse_query(pairs: &[(String, String)]) -> Result<ParameterKey, ApiError>
             "version" => &mut version,
             "label" => &mut label,
             "withDecryption" => &mut decrypt,
-            other => return Err(invalid(
-                "UnknownParameter",
-                format!(
+            other => {
+                return Err(invalid(
+                    "UnknownParameter",
+                    format!(
                     "unknown query parameter {:?}; accepted: name, version, label, withDecryption",
                     other.chars().take(64).collect::<String>()
                 ),
-            )),
+                ))
+            }
         };
         if slot.replace(v.clone()).is_some() {
             return Err(invalid(
