@@ -553,6 +553,51 @@ mod tests {
         assert_eq!(m.counter("aws.secrets.fallback_calls").get(), 6);
     }
 
+    /// An error type whose fallback answers behind an outage become `Behind`.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    enum F {
+        Down,
+        NotFound,
+        Behind,
+    }
+
+    impl Outage for F {
+        fn is_outage(&self) -> bool {
+            *self == F::Down
+        }
+        fn behind_outage(self, primary_region: &str) -> Self {
+            assert_eq!(primary_region, "us-east-1");
+            F::Behind
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_fallback_answer_behind_a_primary_outage_reports_the_outage() {
+        let m = Metrics::new();
+        let f = failover(&m);
+        let r = f
+            .call(|side| async move {
+                match side {
+                    Side::Primary => Err::<(), _>(F::Down),
+                    Side::Fallback => Err(F::NotFound),
+                }
+            })
+            .await;
+        assert_eq!(r, Err(F::Behind));
+        // Open breaker: straight to the fallback, and the same holds.
+        assert_eq!(f.state(), BreakerState::Open);
+        let r = f
+            .call(|side| async move {
+                assert_eq!(side, Side::Fallback);
+                Err::<(), _>(F::NotFound)
+            })
+            .await;
+        assert_eq!(r, Err(F::Behind));
+        // A fallback that is down too stays an outage.
+        let r = f.call(|_| async { Err::<(), _>(F::Down) }).await;
+        assert_eq!(r, Err(F::Down));
+    }
+
     #[tokio::test(start_paused = true)]
     async fn an_answer_is_not_an_outage() {
         let m = Metrics::new();

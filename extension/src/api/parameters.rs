@@ -13,17 +13,10 @@ use axum::extract::{Query, State};
 use axum::Json;
 use hearth::wire::ParameterResponse;
 
-use super::secrets::Cached;
+use super::secrets::{invalid, strict_query, Cached};
 use crate::error::ApiError;
 use crate::parameters::ParameterKey;
 use crate::state::AppState;
-
-fn invalid(code: &'static str, message: impl Into<String>) -> ApiError {
-    ApiError::InvalidRequest {
-        code,
-        message: message.into(),
-    }
-}
 
 /// Whether `name` already carries a `:version` or `:label` selector. An ARN's own colons
 /// come before its `parameter/` resource; only a colon after that is a selector.
@@ -46,30 +39,8 @@ fn valid_label(l: &str) -> bool {
 
 /// Parses the query string strictly: unknown or repeated parameters are errors.
 pub fn parse_query(pairs: &[(String, String)]) -> Result<ParameterKey, ApiError> {
-    let (mut name, mut version, mut label, mut decrypt) = (None, None, None, None);
-    for (k, v) in pairs {
-        let slot = match k.as_str() {
-            "name" => &mut name,
-            "version" => &mut version,
-            "label" => &mut label,
-            "withDecryption" => &mut decrypt,
-            other => {
-                return Err(invalid(
-                    "UnknownParameter",
-                    format!(
-                    "unknown query parameter {:?}; accepted: name, version, label, withDecryption",
-                    other.chars().take(64).collect::<String>()
-                ),
-                ))
-            }
-        };
-        if slot.replace(v.clone()).is_some() {
-            return Err(invalid(
-                "InvalidParameter",
-                format!("query parameter {k} is given more than once"),
-            ));
-        }
-    }
+    let [name, version, label, decrypt] =
+        strict_query(pairs, ["name", "version", "label", "withDecryption"])?;
     let mut name = match name {
         Some(n) if !n.trim().is_empty() && n.len() <= 2048 => n.trim().to_string(),
         Some(_) => {

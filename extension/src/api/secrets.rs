@@ -14,43 +14,48 @@ use crate::error::ApiError;
 use crate::secrets::SecretKey;
 use crate::state::AppState;
 
-fn invalid(code: &'static str, message: impl Into<String>) -> ApiError {
+pub(crate) fn invalid(code: &'static str, message: impl Into<String>) -> ApiError {
     ApiError::InvalidRequest {
         code,
         message: message.into(),
     }
 }
 
-/// Parses the query string strictly: unknown or repeated parameters are errors, not
-/// silently ignored.
-pub fn parse_query(pairs: &[(String, String)]) -> Result<(SecretKey, bool), ApiError> {
-    let mut secret_id = None;
-    let mut version_id = None;
-    let mut version_stage = None;
-    let mut refresh_now = None;
+/// The values of the query parameters `names`, in that order. Strict: an unknown or
+/// repeated parameter is an error, never silently ignored.
+pub(crate) fn strict_query<const N: usize>(
+    pairs: &[(String, String)],
+    names: [&str; N],
+) -> Result<[Option<String>; N], ApiError> {
+    let mut values: [Option<String>; N] = std::array::from_fn(|_| None);
     for (k, v) in pairs {
-        let slot = match k.as_str() {
-            "secretId" => &mut secret_id,
-            "versionId" => &mut version_id,
-            "versionStage" => &mut version_stage,
-            "refreshNow" => &mut refresh_now,
-            other => {
-                return Err(invalid(
-                    "UnknownParameter",
-                    format!(
-                        "unknown query parameter {:?}; accepted: secretId, versionId, versionStage, refreshNow",
-                        other.chars().take(64).collect::<String>()
-                    ),
-                ))
-            }
+        let Some(i) = names.iter().position(|n| n == k) else {
+            return Err(invalid(
+                "UnknownParameter",
+                format!(
+                    "unknown query parameter {:?}; accepted: {}",
+                    k.chars().take(64).collect::<String>(),
+                    names.join(", ")
+                ),
+            ));
         };
-        if slot.replace(v.clone()).is_some() {
+        if values[i].replace(v.clone()).is_some() {
             return Err(invalid(
                 "InvalidParameter",
                 format!("query parameter {k} is given more than once"),
             ));
         }
     }
+    Ok(values)
+}
+
+/// Parses the query string strictly: unknown or repeated parameters are errors, not
+/// silently ignored.
+pub fn parse_query(pairs: &[(String, String)]) -> Result<(SecretKey, bool), ApiError> {
+    let [secret_id, version_id, version_stage, refresh_now] = strict_query(
+        pairs,
+        ["secretId", "versionId", "versionStage", "refreshNow"],
+    )?;
     let secret_id = match secret_id {
         Some(s) if !s.is_empty() && s.len() <= 2048 => s,
         Some(_) => {
