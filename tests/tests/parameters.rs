@@ -18,23 +18,7 @@ use hearth_tests::moto::Moto;
 use hearth_tests::{free_port, target_bin, workspace_root};
 use serde_json::{json, Value};
 
-fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-    pairs
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect()
-}
-
-fn with(mut base: Vec<(String, String)>, extra: &[(&str, &str)]) -> Vec<(String, String)> {
-    base.extend(env(extra));
-    base
-}
-
-fn code(body: &Value) -> &str {
-    body["error"]["code"]
-        .as_str()
-        .unwrap_or("<no JSON error code>")
-}
+use hearth_tests::{error_code as code, with_env as with};
 
 /// `name` percent-encoded for a query string, as callers of AWS's extension must send it.
 fn enc(name: &str) -> String {

@@ -13,7 +13,7 @@ use axum::extract::{Query, State};
 use axum::Json;
 use hearth::wire::ParameterResponse;
 
-use super::secrets::{invalid, strict_query, Cached};
+use super::secrets::{flag, invalid, required_id, strict_query, Cached};
 use crate::error::ApiError;
 use crate::parameters::ParameterKey;
 use crate::state::AppState;
@@ -41,31 +41,8 @@ fn valid_label(l: &str) -> bool {
 pub fn parse_query(pairs: &[(String, String)]) -> Result<ParameterKey, ApiError> {
     let [name, version, label, decrypt] =
         strict_query(pairs, ["name", "version", "label", "withDecryption"])?;
-    let mut name = match name {
-        Some(n) if !n.trim().is_empty() && n.len() <= 2048 => n.trim().to_string(),
-        Some(_) => {
-            return Err(invalid(
-                "InvalidParameter",
-                "name must be 1 to 2048 characters (URL-encode it: /app/db is %2Fapp%2Fdb)",
-            ))
-        }
-        None => {
-            return Err(invalid(
-                "MissingParameter",
-                "the name query parameter is required",
-            ))
-        }
-    };
-    let with_decryption = match decrypt.as_deref() {
-        None | Some("false") => false,
-        Some("true") => true,
-        Some(_) => {
-            return Err(invalid(
-                "InvalidParameter",
-                "withDecryption must be true or false",
-            ))
-        }
-    };
+    let mut name = required_id("name", name, " (URL-encode it: /app/db is %2Fapp%2Fdb)")?;
+    let with_decryption = flag("withDecryption", decrypt)?;
     let selector = match (version, label) {
         (Some(_), Some(_)) => {
             return Err(invalid(

@@ -21,6 +21,34 @@ pub(crate) fn invalid(code: &'static str, message: impl Into<String>) -> ApiErro
     }
 }
 
+/// A required id of 1 to 2048 characters (AWS's limit for names and ARNs), trimmed;
+/// `hint` is added to the message of an empty one.
+pub(crate) fn required_id(name: &str, v: Option<String>, hint: &str) -> Result<String, ApiError> {
+    match v.as_deref().map(str::trim) {
+        Some(s) if !s.is_empty() && s.len() <= 2048 => Ok(s.to_string()),
+        Some(_) => Err(invalid(
+            "InvalidParameter",
+            format!("{name} must be 1 to 2048 characters{hint}"),
+        )),
+        None => Err(invalid(
+            "MissingParameter",
+            format!("the {name} query parameter is required"),
+        )),
+    }
+}
+
+/// An optional `true` / `false` query parameter (absent: false).
+pub(crate) fn flag(name: &str, v: Option<String>) -> Result<bool, ApiError> {
+    match v.as_deref() {
+        None | Some("false") => Ok(false),
+        Some("true") => Ok(true),
+        Some(_) => Err(invalid(
+            "InvalidParameter",
+            format!("{name} must be true or false"),
+        )),
+    }
+}
+
 /// The values of the query parameters `names`, in that order. Strict: an unknown or
 /// repeated parameter is an error, never silently ignored.
 pub(crate) fn strict_query<const N: usize>(
@@ -56,31 +84,8 @@ pub fn parse_query(pairs: &[(String, String)]) -> Result<(SecretKey, bool), ApiE
         pairs,
         ["secretId", "versionId", "versionStage", "refreshNow"],
     )?;
-    let secret_id = match secret_id {
-        Some(s) if !s.is_empty() && s.len() <= 2048 => s,
-        Some(_) => {
-            return Err(invalid(
-                "InvalidParameter",
-                "secretId must be 1 to 2048 characters",
-            ))
-        }
-        None => {
-            return Err(invalid(
-                "MissingParameter",
-                "the secretId query parameter is required",
-            ))
-        }
-    };
-    let refresh_now = match refresh_now.as_deref() {
-        None | Some("false") => false,
-        Some("true") => true,
-        Some(_) => {
-            return Err(invalid(
-                "InvalidParameter",
-                "refreshNow must be true or false",
-            ))
-        }
-    };
+    let secret_id = required_id("secretId", secret_id, "")?;
+    let refresh_now = flag("refreshNow", refresh_now)?;
     let nonempty = |name: &str, v: Option<String>| match v {
         Some(s) if s.is_empty() => Err(invalid(
             "InvalidParameter",
