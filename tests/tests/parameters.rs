@@ -111,6 +111,22 @@ async fn parameter_store_reads_as_aws_extension_serves_them() {
     let (_, after) = param(&h, &format!("{plain}&withDecryption=false")).await;
     assert_ne!(after["Parameter"]["Value"], "s3cret-value");
 
+    // The typed Rust client reads the same way.
+    let client = hearth::client::Client::builder()
+        .port(h.port)
+        .token(TOKEN)
+        .build()
+        .unwrap();
+    let p = client.parameter("/app/secret", true).await.unwrap();
+    assert_eq!(
+        (p.kind.as_str(), p.value.as_str()),
+        ("SecureString", "s3cret-value")
+    );
+    assert!(
+        !format!("{p:?}").contains("s3cret-value"),
+        "Debug redacts the value"
+    );
+
     // Versions and labels: name:version, version=, label= and name:label.
     put(
         &ssm,
@@ -471,7 +487,6 @@ async fn aws_runtime_interface_client_function_works_unchanged() {
             sim.function.as_ref().map(Proc::output).unwrap_or_default()
         );
     }
-    let _ = TOKEN;
 }
 
 /// The fenced block under `heading` in docs/deploy.md.
