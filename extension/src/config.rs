@@ -1413,6 +1413,60 @@ mod tests {
     }
 
     #[test]
+    fn parameters_settings_and_aws_aliases() {
+        let p = |pairs: &[(&str, &str)]| {
+            let mut all = vec![("HEARTH_TOKEN", "t")];
+            all.extend_from_slice(pairs);
+            Config::from_env(&env(&all)).map(|c| c.parameters)
+        };
+        let d = p(&[]).unwrap();
+        assert_eq!(
+            (d.cache.soft_ttl, d.cache.hard_ttl, d.timeout),
+            (Duration::from_secs(240), Duration::from_secs(300), None)
+        );
+        // AWS's variables, in AWS's units: whole seconds 0..=300 (0: no caching), ms (0: none,
+        // which still ends with HEARTH_REQUEST_TIMEOUT).
+        let a = p(&[
+            ("SSM_PARAMETER_STORE_TTL", "0"),
+            ("SSM_PARAMETER_STORE_TIMEOUT_MILLIS", "0"),
+        ])
+        .unwrap();
+        assert_eq!(a.cache.hard_ttl, Duration::ZERO);
+        assert_eq!(a.timeout, Some(Duration::from_secs(10)));
+        let a = p(&[
+            ("SSM_PARAMETER_STORE_TTL", "100"),
+            ("SSM_PARAMETER_STORE_TIMEOUT_MILLIS", "1500"),
+        ])
+        .unwrap();
+        assert_eq!(
+            (a.cache.soft_ttl, a.cache.hard_ttl, a.timeout),
+            (
+                Duration::from_secs(80),
+                Duration::from_secs(100),
+                Some(Duration::from_millis(1500))
+            )
+        );
+        for (var, bad) in [
+            ("SSM_PARAMETER_STORE_TTL", "301"),
+            ("SSM_PARAMETER_STORE_TTL", "5m"),
+            ("SSM_PARAMETER_STORE_TIMEOUT_MILLIS", "2s"),
+            ("HEARTH_PARAMETERS_SOFT_TTL", "10m"),
+        ] {
+            let e = p(&[(var, bad)]).unwrap_err();
+            assert_eq!(e.problems[0].variable, var, "{var}={bad}");
+        }
+        // The HEARTH_ names take durations, beyond AWS's 5-minute cap; they win over aliases.
+        let h = p(&[
+            ("HEARTH_PARAMETERS_HARD_TTL", "1h"),
+            ("SSM_PARAMETER_STORE_TTL", "5"),
+            ("HEARTH_PARAMETERS_PREFETCH", "/a, /b"),
+        ])
+        .unwrap();
+        assert_eq!(h.cache.hard_ttl, Duration::from_secs(3600));
+        assert_eq!(h.cache.prefetch, ["/a", "/b"]);
+    }
+
+    #[test]
     fn db_settings() {
         let c = Config::from_env(&env(&[("HEARTH_TOKEN", "t")])).unwrap();
         assert!(c.db.is_none());
