@@ -12,6 +12,11 @@
 //! so it is a strong signal, and waiting for a threshold would make every request of a
 //! regional outage pay the budget again. An answer from the primary (not found, access
 //! denied, a bad request) is not an outage: the region is up, and the answer is returned.
+//! An answer from the *fallback* while the primary is failing (not found because the value
+//! is not replicated, denied because IAM names the primary's ARNs) is not the truth about
+//! the value: [`Outage::behind_outage`] lets a service report the primary's outage instead,
+//! so stale-if-error keeps serving what was cached (secrets and parameters do; KMS returns
+//! the answer as is).
 //!
 //! The breaker does not care what the call is: [`Failover::call`] takes a closure that
 //! builds the call for a [`Side`], so the same breaker serves GetSecretValue, GenerateDataKey
