@@ -123,10 +123,7 @@ impl<C> Regional<C> {
 /// equally among fewer attempts, so a silent primary costs at most the budget.
 fn primary_with_fallback(cfg: &Config, service: Service) -> (TimeoutConfig, RetryConfig) {
     let f = &cfg.failover;
-    let budget = match operation_timeout(cfg, service) {
-        Some(op) => f.budget.min(op),
-        None => f.budget,
-    };
+    let budget = f.budget.min(operation_timeout(cfg, service));
     let attempt = (budget / f.max_attempts.max(1)).min(cfg.aws.attempt_timeout);
     let timeouts = TimeoutConfig::builder()
         .connect_timeout(cfg.aws.connect_timeout.min(attempt))
@@ -138,30 +135,26 @@ fn primary_with_fallback(cfg: &Config, service: Service) -> (TimeoutConfig, Retr
 }
 
 /// The operation timeout of `service`'s calls: its own setting (AWS's
-/// `SECRETS_MANAGER_TIMEOUT_MILLIS`, ...) where set, else `HEARTH_AWS_OPERATION_TIMEOUT`;
-/// `None`: no timeout.
-fn operation_timeout(cfg: &Config, service: Service) -> Option<Duration> {
+/// `SECRETS_MANAGER_TIMEOUT_MILLIS`, ...) where set, else `HEARTH_AWS_OPERATION_TIMEOUT`.
+fn operation_timeout(cfg: &Config, service: Service) -> Duration {
     let own = match service {
         Service::Secrets => cfg.secrets.timeout,
+        Service::Parameters => cfg.parameters.timeout,
         Service::Kms => None,
     };
-    own.unwrap_or(Some(cfg.aws.operation_timeout))
+    own.unwrap_or(cfg.aws.operation_timeout)
 }
 
-/// The timeouts of a service whose own timeout setting differs from the general one: its
-/// operation timeout, and no attempt timeout when it has none (AWS's 0 = no timeout).
+/// The timeouts of a service whose own timeout differs from the general one.
 fn service_timeouts(cfg: &Config, service: Service) -> Option<TimeoutConfig> {
     let op = operation_timeout(cfg, service);
-    if op == Some(cfg.aws.operation_timeout) {
-        return None;
-    }
-    let mut b = TimeoutConfig::builder().connect_timeout(cfg.aws.connect_timeout);
-    if let Some(op) = op {
-        b = b
+    (op != cfg.aws.operation_timeout).then(|| {
+        TimeoutConfig::builder()
+            .connect_timeout(cfg.aws.connect_timeout)
             .operation_timeout(op)
-            .operation_attempt_timeout(cfg.aws.attempt_timeout.min(op));
-    }
-    Some(b.build())
+            .operation_attempt_timeout(cfg.aws.attempt_timeout.min(op))
+            .build()
+    })
 }
 
 fn retry_config(cfg: &AwsConfig) -> RetryConfig {
@@ -185,6 +178,7 @@ pub fn regional<C>(
     let fallback_region = match service {
         Service::Secrets => cfg.failover.secrets_region.clone(),
         Service::Kms => cfg.failover.kms_region.clone(),
+        Service::Parameters => cfg.failover.parameters_region.clone(),
     };
     let primary_region = cfg
         .failover
@@ -280,12 +274,15 @@ mod tests {
         );
         // KMS keeps the base configuration (none set on this bare SdkConfig).
         assert_eq!(timeouts(&cfg, Service::Kms).operation_timeout(), None);
-        // 0 is no timeout at all, but connects stay bounded.
+        // 0 is no timeout of its own: the call still ends with the request.
         let cfg = config(&[("SECRETS_MANAGER_TIMEOUT_MILLIS", "0")]);
         let t = timeouts(&cfg, Service::Secrets);
-        assert_eq!(t.operation_timeout(), None);
-        assert_eq!(t.operation_attempt_timeout(), None);
+        assert_eq!(t.operation_timeout(), Some(Duration::from_secs(10)));
         assert_eq!(t.connect_timeout(), Some(Duration::from_secs(1)));
+        // Parameter Store's own variable, likewise.
+        let cfg = config(&[("SSM_PARAMETER_STORE_TIMEOUT_MILLIS", "300")]);
+        let t = timeouts(&cfg, Service::Parameters);
+        assert_eq!(t.operation_timeout(), Some(Duration::from_millis(300)));
         // With a fallback, the primary's budget is never longer than the service's timeout.
         let cfg = config(&[
             ("HEARTH_FALLBACK_REGION", "eu-west-1"),

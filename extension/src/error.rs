@@ -10,6 +10,7 @@ use axum::response::{IntoResponse, Response};
 use hearth::wire::{ErrorBody, ErrorDetail};
 
 use crate::kms::KmsError;
+use crate::parameters::ParametersError;
 use crate::secrets::SecretsError;
 use hearth_db::DbError;
 
@@ -74,6 +75,9 @@ pub enum ApiError {
     /// Secrets Manager or the secrets cache.
     #[error(transparent)]
     Secrets(#[from] SecretsError),
+    /// Parameter Store or the parameters cache.
+    #[error(transparent)]
+    Parameters(#[from] ParametersError),
     /// The database pool or a statement.
     #[error(transparent)]
     Db(#[from] DbError),
@@ -101,13 +105,18 @@ impl ApiError {
             ApiError::NotConfigured(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Secrets(e) => match e {
                 SecretsError::NotFound { .. } => StatusCode::NOT_FOUND,
-                SecretsError::AccessDenied { .. } => StatusCode::FORBIDDEN,
+                SecretsError::AccessDenied { .. } | SecretsError::DecryptionFailure { .. } => {
+                    StatusCode::FORBIDDEN
+                }
                 SecretsError::InvalidRequest { .. } => StatusCode::BAD_REQUEST,
                 SecretsError::Throttled => StatusCode::TOO_MANY_REQUESTS,
                 SecretsError::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
                 SecretsError::Timeout => StatusCode::GATEWAY_TIMEOUT,
                 SecretsError::Upstream { .. } => StatusCode::BAD_GATEWAY,
             },
+            ApiError::Parameters(e) => {
+                StatusCode::from_u16(e.status()).unwrap_or(StatusCode::BAD_GATEWAY)
+            }
             ApiError::Db(e) => {
                 StatusCode::from_u16(e.kind().status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
             }
@@ -144,6 +153,7 @@ impl ApiError {
             ApiError::MalformedRequest => "MalformedRequest",
             ApiError::NotConfigured(_) => "NotConfigured",
             ApiError::Secrets(e) => e.code(),
+            ApiError::Parameters(e) => e.code(),
             ApiError::Kms(e) => e.code(),
             ApiError::Db(e) => e.code(),
         }

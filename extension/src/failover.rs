@@ -12,6 +12,11 @@
 //! so it is a strong signal, and waiting for a threshold would make every request of a
 //! regional outage pay the budget again. An answer from the primary (not found, access
 //! denied, a bad request) is not an outage: the region is up, and the answer is returned.
+//! An answer from the *fallback* while the primary is failing (not found because the value
+//! is not replicated, denied because IAM names the primary's ARNs) is not the truth about
+//! the value: [`Outage::behind_outage`] lets a service report the primary's outage instead,
+//! so stale-if-error keeps serving what was cached (secrets and parameters do; KMS returns
+//! the answer as is).
 //!
 //! The breaker does not care what the call is: [`Failover::call`] takes a closure that
 //! builds the call for a [`Side`], so the same breaker serves GetSecretValue, GenerateDataKey
@@ -32,6 +37,19 @@ use crate::metrics::{Counter, Gauge, Latency, Metrics};
 pub trait Outage {
     /// True when another region might succeed where this one failed.
     fn is_outage(&self) -> bool;
+
+    /// What the caller sees when the primary is failing (this call's attempt, or the one
+    /// that opened the breaker) and the fallback answered `self`, an answer that is not an
+    /// outage: not found because the value is not replicated there, access denied because
+    /// IAM names the primary region's ARNs. The primary's outage is the cause, so services
+    /// with stale-if-error turn the answer into a transient error (a cached value keeps
+    /// being served); the default returns the fallback's answer as is.
+    fn behind_outage(self, _primary_region: &str) -> Self
+    where
+        Self: Sized,
+    {
+        self
+    }
 }
 
 /// Which region a call goes to.
@@ -50,6 +68,8 @@ pub enum Service {
     Secrets,
     /// AWS KMS.
     Kms,
+    /// AWS Systems Manager Parameter Store.
+    Parameters,
 }
 
 impl Service {
@@ -58,6 +78,7 @@ impl Service {
         match self {
             Service::Secrets => "secretsmanager",
             Service::Kms => "kms",
+            Service::Parameters => "ssm",
         }
     }
 }
@@ -92,7 +113,7 @@ struct RegionMetrics {
     latency: Arc<Latency>,
 }
 
-/// Metric names are `&'static str` in the registry; there are two services and two sides,
+/// Metric names are `&'static str` in the registry; there are three services and two sides,
 /// so they are spelt out rather than built (and leaked) at run time.
 fn region_metrics(service: Service, side: Side, m: &Metrics) -> RegionMetrics {
     let (calls, errors, latency) = match (service, side) {
@@ -115,6 +136,16 @@ fn region_metrics(service: Service, side: Side, m: &Metrics) -> RegionMetrics {
             "aws.kms.fallback_calls",
             "aws.kms.fallback_errors",
             "aws.kms.fallback_latency",
+        ),
+        (Service::Parameters, Side::Primary) => (
+            "aws.ssm.primary_calls",
+            "aws.ssm.primary_errors",
+            "aws.ssm.primary_latency",
+        ),
+        (Service::Parameters, Side::Fallback) => (
+            "aws.ssm.fallback_calls",
+            "aws.ssm.fallback_errors",
+            "aws.ssm.fallback_latency",
         ),
     };
     RegionMetrics {
@@ -185,6 +216,7 @@ impl Failover {
         let open = match service {
             Service::Secrets => metrics.gauge("aws.secrets.breaker_open"),
             Service::Kms => metrics.gauge("aws.kms.breaker_open"),
+            Service::Parameters => metrics.gauge("aws.ssm.breaker_open"),
         };
         Self {
             service,
@@ -285,7 +317,7 @@ impl Failover {
     {
         let route = self.route();
         if matches!(route, Route::Fallback) {
-            return self.call_on(Side::Fallback, op(Side::Fallback)).await;
+            return self.on_fallback(op(Side::Fallback)).await;
         }
         let mut guard = ProbeGuard {
             failover: self,
@@ -302,10 +334,26 @@ impl Failover {
                     to = self.fallback_region().unwrap_or_default(),
                     "primary region failed; calling the fallback region"
                 );
-                self.call_on(Side::Fallback, op(Side::Fallback)).await
+                self.on_fallback(op(Side::Fallback)).await
             }
             r => r,
         }
+    }
+
+    /// A call on the fallback because the primary is failing: a fallback answer that is
+    /// not an outage goes through [`Outage::behind_outage`].
+    async fn on_fallback<T, E, Fut>(&self, fut: Fut) -> Result<T, E>
+    where
+        Fut: Future<Output = Result<T, E>>,
+        E: Outage,
+    {
+        self.call_on(Side::Fallback, fut).await.map_err(|e| {
+            if e.is_outage() {
+                e
+            } else {
+                e.behind_outage(&self.primary_region)
+            }
+        })
     }
 
     /// One call on `side`, timed and counted. On the primary, its outcome feeds the
@@ -390,266 +438,5 @@ impl Failover {
 }
 
 #[cfg(test)]
-mod tests {
-    #![allow(clippy::unwrap_used)]
-    use std::sync::atomic::{AtomicU32, Ordering};
-
-    use super::*;
-
-    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-    enum E {
-        Down,
-        NotFound,
-    }
-
-    impl Outage for E {
-        fn is_outage(&self) -> bool {
-            *self == E::Down
-        }
-    }
-
-    /// A pretend pair of regions: what the primary answers, how long it takes, and how
-    /// many calls each side got.
-    struct Regions {
-        primary: Mutex<Result<&'static str, E>>,
-        primary_delay: Duration,
-        primary_calls: AtomicU32,
-        fallback_calls: AtomicU32,
-    }
-
-    impl Regions {
-        fn new(primary: Result<&'static str, E>, delay: Duration) -> Arc<Self> {
-            Arc::new(Self {
-                primary: Mutex::new(primary),
-                primary_delay: delay,
-                primary_calls: AtomicU32::new(0),
-                fallback_calls: AtomicU32::new(0),
-            })
-        }
-
-        fn set_primary(&self, r: Result<&'static str, E>) {
-            *self.primary.lock().unwrap() = r;
-        }
-
-        fn calls(&self) -> (u32, u32) {
-            (
-                self.primary_calls.load(Ordering::SeqCst),
-                self.fallback_calls.load(Ordering::SeqCst),
-            )
-        }
-
-        async fn serve(self: Arc<Self>, side: Side) -> Result<&'static str, E> {
-            match side {
-                Side::Primary => {
-                    self.primary_calls.fetch_add(1, Ordering::SeqCst);
-                    tokio::time::sleep(self.primary_delay).await;
-                    *self.primary.lock().unwrap()
-                }
-                Side::Fallback => {
-                    self.fallback_calls.fetch_add(1, Ordering::SeqCst);
-                    Ok("fallback")
-                }
-            }
-        }
-    }
-
-    const COOLDOWN: Duration = Duration::from_secs(30);
-
-    fn failover(metrics: &Metrics) -> Failover {
-        Failover::new(
-            Service::Secrets,
-            "us-east-1",
-            Some("eu-west-1".into()),
-            COOLDOWN,
-            metrics,
-        )
-    }
-
-    async fn call(f: &Failover, r: &Arc<Regions>) -> Result<&'static str, E> {
-        f.call(|side| r.clone().serve(side)).await
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn healthy_primary_serves_and_fallback_is_untouched() {
-        let m = Metrics::new();
-        let f = failover(&m);
-        let r = Regions::new(Ok("primary"), Duration::from_millis(5));
-        for _ in 0..3 {
-            assert_eq!(call(&f, &r).await, Ok("primary"));
-        }
-        assert_eq!(r.calls(), (3, 0));
-        assert_eq!(f.state(), BreakerState::Closed);
-        assert_eq!(m.counter("aws.failovers").get(), 0);
-        assert_eq!(m.latency("aws.secrets.primary_latency").count(), 3);
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn outage_fails_over_and_opens_the_breaker() {
-        let m = Metrics::new();
-        let f = failover(&m);
-        let r = Regions::new(Err(E::Down), Duration::from_secs(2));
-        let t0 = Instant::now();
-        assert_eq!(call(&f, &r).await, Ok("fallback"));
-        assert_eq!(
-            t0.elapsed(),
-            Duration::from_secs(2),
-            "one primary wait, then fallback"
-        );
-        assert_eq!(f.state(), BreakerState::Open);
-        // Open: the next calls go straight to the fallback, without waiting on the primary.
-        let t1 = Instant::now();
-        for _ in 0..5 {
-            assert_eq!(call(&f, &r).await, Ok("fallback"));
-        }
-        assert_eq!(t1.elapsed(), Duration::ZERO);
-        assert_eq!(r.calls(), (1, 6));
-        assert_eq!(m.counter("aws.failovers").get(), 1);
-        assert_eq!(m.counter("aws.breaker_opened").get(), 1);
-        assert_eq!(m.gauge("aws.secrets.breaker_open").get(), 1);
-        assert_eq!(m.counter("aws.secrets.primary_errors").get(), 1);
-        assert_eq!(m.counter("aws.secrets.fallback_calls").get(), 6);
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn an_answer_is_not_an_outage() {
-        let m = Metrics::new();
-        let f = failover(&m);
-        let r = Regions::new(Err(E::NotFound), Duration::from_millis(5));
-        assert_eq!(call(&f, &r).await, Err(E::NotFound));
-        assert_eq!(r.calls(), (1, 0));
-        assert_eq!(f.state(), BreakerState::Closed);
-        assert_eq!(m.counter("aws.failovers").get(), 0);
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn after_the_cooldown_one_call_probes_and_success_closes() {
-        let m = Metrics::new();
-        let f = failover(&m);
-        let r = Regions::new(Err(E::Down), Duration::from_secs(1));
-        call(&f, &r).await.unwrap();
-        r.set_primary(Ok("primary"));
-        tokio::time::advance(COOLDOWN - Duration::from_millis(1)).await;
-        assert!(!f.prefers_primary());
-        assert_eq!(call(&f, &r).await, Ok("fallback"), "still cooling down");
-        tokio::time::advance(Duration::from_millis(1)).await;
-        assert!(f.prefers_primary());
-        assert_eq!(r.calls(), (1, 2));
-        // The probe takes 1 s; a call made meanwhile goes to the fallback, not the primary.
-        let (probe, during) = tokio::join!(call(&f, &r), async {
-            tokio::task::yield_now().await;
-            assert_eq!(f.state(), BreakerState::Probing);
-            call(&f, &r).await
-        });
-        assert_eq!((probe, during), (Ok("primary"), Ok("fallback")));
-        assert_eq!(r.calls(), (2, 3));
-        assert_eq!(f.state(), BreakerState::Closed);
-        assert_eq!(call(&f, &r).await, Ok("primary"));
-        assert_eq!(m.counter("aws.breaker_probes").get(), 1);
-        assert_eq!(m.counter("aws.breaker_closed").get(), 1);
-        assert_eq!(m.gauge("aws.secrets.breaker_open").get(), 0);
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn failed_probe_falls_back_and_reopens_for_another_cooldown() {
-        let m = Metrics::new();
-        let f = failover(&m);
-        let r = Regions::new(Err(E::Down), Duration::from_secs(2));
-        call(&f, &r).await.unwrap();
-        tokio::time::advance(COOLDOWN).await;
-        let t0 = Instant::now();
-        assert_eq!(call(&f, &r).await, Ok("fallback"));
-        assert_eq!(
-            t0.elapsed(),
-            Duration::from_secs(2),
-            "the probe paid the budget"
-        );
-        assert_eq!(f.state(), BreakerState::Open);
-        assert_eq!(r.calls(), (2, 2));
-        // A full new cool-down, not the remainder of the old one.
-        tokio::time::advance(COOLDOWN - Duration::from_secs(1)).await;
-        call(&f, &r).await.unwrap();
-        assert_eq!(r.calls(), (2, 3));
-        // Opened once, probed once: transitions are counted, not requests.
-        assert_eq!(m.counter("aws.breaker_opened").get(), 1);
-        assert_eq!(m.counter("aws.breaker_probes").get(), 1);
-        assert_eq!(m.counter("aws.failovers").get(), 2);
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn a_cancelled_probe_lets_the_next_call_probe() {
-        let m = Metrics::new();
-        let f = failover(&m);
-        let r = Regions::new(Err(E::Down), Duration::from_secs(2));
-        call(&f, &r).await.unwrap();
-        tokio::time::advance(COOLDOWN).await;
-        r.set_primary(Ok("primary"));
-        // The probing request is dropped mid-call (its client went away).
-        let cut = tokio::time::timeout(Duration::from_millis(100), call(&f, &r)).await;
-        assert!(cut.is_err());
-        assert_eq!(f.state(), BreakerState::Open);
-        assert_eq!(call(&f, &r).await, Ok("primary"));
-        assert_eq!(f.state(), BreakerState::Closed);
-        assert_eq!(m.counter("aws.breaker_probes").get(), 2);
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn concurrent_failures_open_once() {
-        let m = Metrics::new();
-        let f = failover(&m);
-        let r = Regions::new(Err(E::Down), Duration::from_secs(1));
-        let results = futures::future::join_all((0..10).map(|_| call(&f, &r))).await;
-        assert!(results.iter().all(|x| *x == Ok("fallback")));
-        assert_eq!(r.calls(), (10, 10));
-        assert_eq!(m.counter("aws.breaker_opened").get(), 1);
-        assert_eq!(m.counter("aws.failovers").get(), 10);
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn a_direct_primary_call_counts_for_the_breaker() {
-        let m = Metrics::new();
-        let f = failover(&m);
-        // Only the primary can serve this call: it fails, the breaker opens...
-        let down = f
-            .call_on(Side::Primary, async { Err::<(), _>(E::Down) })
-            .await;
-        assert_eq!(down, Err(E::Down));
-        assert_eq!(f.state(), BreakerState::Open);
-        // ...and even open, a last-resort call goes through; an answer closes it.
-        let up = f
-            .call_on(Side::Primary, async { Err::<(), _>(E::NotFound) })
-            .await;
-        assert_eq!(up, Err(E::NotFound));
-        assert_eq!(f.state(), BreakerState::Closed);
-        // The fallback's outcomes never move the primary's breaker.
-        f.call_on(Side::Fallback, async { Err::<(), _>(E::Down) })
-            .await
-            .unwrap_err();
-        assert_eq!(f.state(), BreakerState::Closed);
-        assert_eq!(m.counter("aws.kms.fallback_errors").get(), 0);
-        assert_eq!(m.counter("aws.secrets.fallback_errors").get(), 1);
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn without_a_fallback_calls_pass_through() {
-        let m = Metrics::new();
-        let f = Failover::new(Service::Kms, "us-east-1", None, COOLDOWN, &m);
-        let r = Regions::new(Err(E::Down), Duration::from_millis(5));
-        assert_eq!(call(&f, &r).await, Err(E::Down));
-        assert_eq!(call(&f, &r).await, Err(E::Down));
-        assert_eq!(r.calls(), (2, 0));
-        assert_eq!(f.state(), BreakerState::Closed);
-        assert_eq!(m.counter("aws.breaker_opened").get(), 0);
-        assert_eq!(f.side_of(Some("eu-west-1")), Side::Primary);
-    }
-
-    #[test]
-    fn sides_of_regions() {
-        let m = Metrics::new();
-        let f = failover(&m);
-        assert_eq!(f.side_of(Some("eu-west-1")), Side::Fallback);
-        assert_eq!(f.side_of(Some("us-east-1")), Side::Primary);
-        assert_eq!(f.side_of(Some("ap-south-1")), Side::Primary);
-        assert_eq!(f.side_of(None), Side::Primary);
-        assert_eq!(f.region(Side::Fallback), "eu-west-1");
-    }
-}
+#[path = "failover_tests.rs"]
+mod tests;

@@ -10,7 +10,9 @@
 //! - [`server`]: the loopback listener (connection cap, limits, graceful drain).
 //! - [`api`]: routes, the token guard and the handlers.
 //! - [`error`]: the one place where errors become JSON responses.
+//! - [`cache`]: the read-through cache (TTLs, single-flight, stale-if-error) both stores share.
 //! - [`secrets`]: the Secrets Manager cache.
+//! - [`parameters`]: the Parameter Store cache.
 //! - [`database`]: the PostgreSQL pool (`hearth-db`) fed by the secrets cache.
 //! - [`kms`]: KMS data-key caches and ESDK envelope encryption.
 //! - [`aws`]: SDK clients built once, one per (service, region).
@@ -26,6 +28,7 @@
 pub mod api;
 pub mod arn;
 pub mod aws;
+pub mod cache;
 pub mod config;
 pub mod database;
 pub mod emf;
@@ -36,6 +39,7 @@ pub mod kms;
 pub mod lifecycle;
 pub mod logging;
 pub mod metrics;
+pub mod parameters;
 pub mod prewarm;
 pub mod secrets;
 pub mod server;

@@ -34,6 +34,8 @@ use crate::emf::Emf;
 use crate::failover::Service;
 use crate::kms::KmsService;
 use crate::metrics::Metrics;
+use crate::parameters::upstream::ParametersUpstream;
+use crate::parameters::ParametersCache;
 use crate::secrets::upstream::SecretsUpstream;
 use crate::secrets::SecretsCache;
 use crate::server::{self, Server};
@@ -187,13 +189,26 @@ async fn build_state(cfg: Config) -> Result<AppState, String> {
         &metrics,
         aws_sdk_secretsmanager::Client::new,
     );
-    // Calls in flight to Secrets Manager (and Parameter Store), when bounded.
+    // Calls in flight to Secrets Manager and Parameter Store, when bounded.
     let aws_slots = cfg
         .aws
         .max_connections
         .map(|n| Arc::new(tokio::sync::Semaphore::new(n.get())));
-    let upstream = SecretsUpstream::regional(secrets_clients, &metrics).with_slots(aws_slots);
-    let secrets = SecretsCache::new(cfg.secrets.clone(), upstream, &metrics);
+    let upstream =
+        SecretsUpstream::regional(secrets_clients, &metrics).with_slots(aws_slots.clone());
+    let secrets = SecretsCache::secrets(cfg.secrets.cache.clone(), upstream, &metrics);
+    let ssm_clients = aws::regional(
+        &sdk,
+        &cfg,
+        Service::Parameters,
+        &metrics,
+        aws_sdk_ssm::Client::new,
+    );
+    let parameters = ParametersCache::parameters(
+        cfg.parameters.cache.clone(),
+        ParametersUpstream::regional(ssm_clients, &metrics).with_slots(aws_slots),
+        &metrics,
+    );
     let kms_clients = aws::regional(&sdk, &cfg, Service::Kms, &metrics, aws_sdk_kms::Client::new);
     let kms = KmsService::regional(
         cfg.kms.clone(),
@@ -214,6 +229,7 @@ async fn build_state(cfg: Config) -> Result<AppState, String> {
         config: Arc::new(cfg),
         metrics,
         secrets,
+        parameters,
         kms,
         db,
         prewarmed: Arc::new(AtomicBool::new(false)),
@@ -248,6 +264,7 @@ async fn on_invoke(
 ) {
     // Only kick off work here: it runs while the function does.
     state.secrets.refresh_ahead();
+    state.parameters.refresh_ahead();
     state.kms.refresh_ahead();
     let invokes = state.metrics.counter("lifecycle.invokes");
     if !state.config.metrics.emf {

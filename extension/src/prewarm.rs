@@ -27,13 +27,27 @@ pub async fn prewarm(state: &AppState) -> WarmResponse {
         .clone()
         .map(|db| tokio::spawn(async move { db.warm().await }));
 
-    let fetches = state.config.secrets.prefetch.iter().map(|id| {
+    let fetches = state.config.secrets.cache.prefetch.iter().map(|id| {
         let cache = state.secrets.clone();
         let key = SecretKey::current(id.clone());
         async move { (key.secret_id.clone(), cache.get(&key, false).await) }
     });
+    let parameters = {
+        let cache = state.parameters.clone();
+        let names = state.config.parameters.cache.prefetch.clone();
+        async move { cache.prefetch(&names).await }
+    };
+    let (secret_results, (params_ok, param_problems)) =
+        futures::future::join(futures::future::join_all(fetches), parameters).await;
+    for (name, code) in param_problems {
+        tracing::warn!(name = %name, code, "parameter prefetch failed; the first read will fetch");
+        errors.push(format!("parameter {name}: {code}"));
+    }
+    if !state.config.parameters.cache.prefetch.is_empty() {
+        warmed.insert("parameters".to_string(), params_ok);
+    }
     let mut ok = 0u64;
-    for (id, res) in futures::future::join_all(fetches).await {
+    for (id, res) in secret_results {
         match res {
             Ok(_) => ok += 1,
             Err(e) => {

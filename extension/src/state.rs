@@ -7,6 +7,7 @@ use crate::config::Config;
 use crate::database::Database;
 use crate::kms::KmsService;
 use crate::metrics::Metrics;
+use crate::parameters::ParametersCache;
 use crate::secrets::SecretsCache;
 
 /// Shared application state; cheap to clone.
@@ -18,6 +19,8 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// Secrets cache.
     pub secrets: SecretsCache,
+    /// Parameter Store cache.
+    pub parameters: ParametersCache,
     /// KMS data keys and envelope encryption.
     pub kms: KmsService,
     /// Database pool, when `HEARTH_DB_SECRET_ID` is set.

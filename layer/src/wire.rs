@@ -355,6 +355,68 @@ impl std::fmt::Debug for SecretValue {
     }
 }
 
+/// Parameter Store's GetParameter response, as AWS's extension returns it from
+/// `GET /systemsmanager/parameters/get`: the SSM API's JSON, field for field.
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
+pub struct ParameterResponse {
+    /// The parameter.
+    #[serde(rename = "Parameter")]
+    pub parameter: Parameter,
+}
+
+/// One parameter, in the SSM API's JSON casing (`LastModifiedDate` is epoch seconds, a
+/// number, as the API sends it).
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct Parameter {
+    /// Parameter ARN.
+    #[serde(rename = "ARN")]
+    pub arn: String,
+    /// `text`, `aws:ec2:image` or `aws:ssm:integration`.
+    #[serde(default)]
+    pub data_type: String,
+    /// Last change, in seconds since the epoch (fractional).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_modified_date: Option<f64>,
+    /// Parameter name (without the selector).
+    pub name: String,
+    /// The `:version` or `:label` asked for, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub selector: Option<String>,
+    /// For `/aws/reference/secretsmanager/` names: the secret's metadata, as JSON text.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_result: Option<String>,
+    /// `String`, `StringList` or `SecureString`.
+    #[serde(rename = "Type")]
+    pub kind: String,
+    /// The value (a SecureString read without decryption: its ciphertext).
+    pub value: String,
+    /// Version number.
+    pub version: i64,
+}
+
+impl std::fmt::Debug for ParameterResponse {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.parameter.fmt(f)
+    }
+}
+
+impl std::fmt::Debug for Parameter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Parameter")
+            .field("arn", &self.arn)
+            .field("name", &self.name)
+            .field("type", &self.kind)
+            .field("version", &self.version)
+            .field("value", &"<redacted>")
+            .field(
+                "source_result",
+                &self.source_result.as_ref().map(|_| "<redacted>"),
+            )
+            .finish()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

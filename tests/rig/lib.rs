@@ -28,6 +28,27 @@ pub fn workspace_root() -> PathBuf {
         .unwrap_or_default()
 }
 
+/// `(name, value)` pairs as the owned environment the rig's processes take.
+pub fn env_vars(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+/// `base` with `extra` appended.
+pub fn with_env(mut base: Vec<(String, String)>, extra: &[(&str, &str)]) -> Vec<(String, String)> {
+    base.extend(env_vars(extra));
+    base
+}
+
+/// The stable code of a JSON error body (`{"error":{"code":...}}`).
+pub fn error_code(body: &serde_json::Value) -> &str {
+    body["error"]["code"]
+        .as_str()
+        .unwrap_or("<no JSON error code>")
+}
+
 /// A loopback port that was free a moment ago.
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")

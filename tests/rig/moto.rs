@@ -115,6 +115,11 @@ impl Moto {
         aws_sdk_secretsmanager::Client::new(&self.sdk_config().await)
     }
 
+    /// A Parameter Store client for the test's own calls.
+    pub async fn ssm_client(&self) -> aws_sdk_ssm::Client {
+        aws_sdk_ssm::Client::new(&self.sdk_config().await)
+    }
+
     /// A KMS client for the test's own calls.
     pub async fn kms_client(&self) -> aws_sdk_kms::Client {
         aws_sdk_kms::Client::new(&self.sdk_config().await)

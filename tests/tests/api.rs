@@ -9,23 +9,7 @@ use hearth_tests::hearth::{Hearth, TOKEN};
 use hearth_tests::moto::Moto;
 use serde_json::{json, Value};
 
-fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-    pairs
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect()
-}
-
-fn with(mut base: Vec<(String, String)>, extra: &[(&str, &str)]) -> Vec<(String, String)> {
-    base.extend(env(extra));
-    base
-}
-
-fn code(body: &Value) -> &str {
-    body["error"]["code"]
-        .as_str()
-        .unwrap_or("<no JSON error code>")
-}
+use hearth_tests::{env_vars as env, error_code as code, with_env as with};
 
 #[tokio::test]
 async fn guard_and_limits_answer_in_json() {
@@ -556,7 +540,7 @@ async fn every_documented_operation_is_served() {
             seen += 1;
         }
     }
-    assert_eq!(seen, 9);
+    assert_eq!(seen, 10);
 }
 
 /// One HTTP/1.1 answer read off a raw socket: status, headers (lower-case), body.

@@ -530,3 +530,234 @@ async fn two_region_messages_decrypt_with_either_region_down() {
         b"written during the outage"
     );
 }
+
+/// Stale-if-error survives failover. The primary goes silent and the fallback region has
+/// neither the secret nor the parameter (not replicated): the fallback's NotFound must not
+/// decide staleness, the primary's outage does, so cached values keep being served past
+/// their hard TTL within the stale window. A value never cached gets 503 (the primary is
+/// down), not a 404 from a region that never had it.
+#[tokio::test]
+async fn stale_values_survive_a_fallback_that_lacks_them() {
+    let (a, b) = two_regions().await;
+    let primary = aws_sdk_secretsmanager::Client::new(&sdk(&a, PRIMARY).await);
+    create_secret(&primary, "app/stale", "value-from-primary").await;
+    create_secret(&primary, "app/never-read", "x").await;
+    aws_sdk_ssm::Client::new(&sdk(&a, PRIMARY).await)
+        .put_parameter()
+        .name("/app/stale")
+        .value("param-from-primary")
+        .r#type(aws_sdk_ssm::types::ParameterType::String)
+        .send()
+        .await
+        .unwrap();
+
+    let relay = Relay::start(port_of(&a), Mode::Forward).await;
+    let endpoints = format!("{PRIMARY}={},{FALLBACK}={}", relay.endpoint(), b.endpoint());
+    let h = Hearth::start(&hearth_env(
+        &endpoints,
+        &[
+            ("HEARTH_FALLBACK_REGION", FALLBACK),
+            ("HEARTH_FAILOVER_BUDGET", "500ms"),
+            ("HEARTH_SECRETS_HARD_TTL", "1s"),
+            ("HEARTH_SECRETS_STALE_IF_ERROR", "60s"),
+            ("HEARTH_PARAMETERS_HARD_TTL", "1s"),
+            ("HEARTH_PARAMETERS_STALE_IF_ERROR", "60s"),
+        ],
+    ))
+    .await;
+    let read_secret = || h.get("/secretsmanager/get?secretId=app/stale");
+    let read_param = || h.get("/systemsmanager/parameters/get?name=%2Fapp%2Fstale");
+    assert_eq!(value_of(&read_secret().await.1), "value-from-primary");
+    assert_eq!(
+        read_param().await.1["Parameter"]["Value"],
+        "param-from-primary"
+    );
+
+    relay.set(Mode::Hold);
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    // Past the hard TTL, primary silent, fallback answering NotFound: served stale, on the
+    // failing-over call and on the calls the open breaker sends straight to the fallback.
+    for _ in 0..3 {
+        let (status, body) = tokio::time::timeout(REQUEST_BOUND, read_secret())
+            .await
+            .unwrap();
+        assert_eq!(
+            (status, value_of(&body)),
+            (200, "value-from-primary"),
+            "{body}"
+        );
+        let (status, body) = tokio::time::timeout(REQUEST_BOUND, read_param())
+            .await
+            .unwrap();
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(body["Parameter"]["Value"], "param-from-primary");
+    }
+    assert!(h.counter("secrets.stale_serves").await >= 3);
+    assert!(h.counter("parameters.stale_serves").await >= 3);
+    // The fallback was really asked (and had nothing).
+    assert!(h.counter("aws.secrets.fallback_calls").await >= 3);
+    assert!(h.counter("aws.ssm.fallback_calls").await >= 3);
+    assert!(h.counter("aws.secrets.fallback_errors").await >= 3);
+
+    let (status, body) = h.get("/secretsmanager/get?secretId=app/never-read").await;
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["error"]["code"], "UpstreamUnavailable");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("fallback region answered SecretNotFound"),
+        "{body}"
+    );
+    let out = h.proc.output();
+    assert!(!out.contains("value-from-primary") && !out.contains("param-from-primary"));
+}
+
+/// A loopback HTTP peer in front of one moto: it relays (moto answers GetSecretValue), or,
+/// once switched, answers every call as Secrets Manager does when the secret's KMS key is
+/// disabled or its policy revoked: HTTP 400 with the AWS JSON error
+/// `{"__type":"DecryptionFailure",...}`. moto cannot produce DecryptionFailure (its disabled
+/// keys keep working, see TESTING.md), so this one answer is written by the test; the SDK
+/// parses it as it parses AWS's.
+struct DecryptionFailurePeer {
+    port: u16,
+    revoked: Arc<AtomicU8>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl DecryptionFailurePeer {
+    async fn start(target: u16) -> Self {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let revoked = Arc::new(AtomicU8::new(0));
+        let task = tokio::spawn({
+            let revoked = revoked.clone();
+            async move {
+                while let Ok((mut inbound, _)) = listener.accept().await {
+                    let revoked = revoked.load(Ordering::SeqCst) == 1;
+                    tokio::spawn(async move {
+                        if !revoked {
+                            if let Ok(mut out) = TcpStream::connect(("127.0.0.1", target)).await {
+                                let _ = tokio::time::timeout(
+                                    Duration::from_secs(30),
+                                    tokio::io::copy_bidirectional(&mut inbound, &mut out),
+                                )
+                                .await;
+                            }
+                            return;
+                        }
+                        // Read the request head and its body, then answer.
+                        let mut buf = Vec::new();
+                        let mut chunk = [0u8; 4096];
+                        let read = async {
+                            loop {
+                                let n = inbound.read(&mut chunk).await.unwrap_or(0);
+                                if n == 0 {
+                                    return;
+                                }
+                                buf.extend_from_slice(&chunk[..n]);
+                                let text = String::from_utf8_lossy(&buf).to_ascii_lowercase();
+                                if let Some(end) = text.find("\r\n\r\n") {
+                                    let len = text[..end]
+                                        .lines()
+                                        .find_map(|l| l.strip_prefix("content-length:"))
+                                        .and_then(|v| v.trim().parse::<usize>().ok())
+                                        .unwrap_or(0);
+                                    if buf.len() >= end + 4 + len {
+                                        return;
+                                    }
+                                }
+                            }
+                        };
+                        let _ = tokio::time::timeout(Duration::from_secs(5), read).await;
+                        let body = r#"{"__type":"DecryptionFailure","Message":"Secrets Manager can't decrypt the protected secret text using the provided KMS key."}"#;
+                        let resp = format!(
+                            "HTTP/1.1 400 Bad Request\r\nContent-Type: application/x-amz-json-1.1\r\nx-amzn-RequestId: 0f3e6b0a-0000-4000-8000-000000000000\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                            body.len()
+                        );
+                        let _ = inbound.write_all(resp.as_bytes()).await;
+                        let _ = inbound.shutdown().await;
+                    });
+                }
+            }
+        });
+        Self {
+            port,
+            revoked,
+            task,
+        }
+    }
+
+    fn revoke(&self) {
+        self.revoked.store(1, Ordering::SeqCst);
+    }
+
+    fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for DecryptionFailurePeer {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Access revocation is not an outage: once Secrets Manager answers DecryptionFailure the
+/// cached value stops being served (dropped by the background refresh, counted, logged
+/// once), within its hard TTL and whatever the stale window, and no failover is tried
+/// although the fallback region has a replica.
+#[tokio::test]
+async fn decryption_failure_stops_serving_and_does_not_fail_over() {
+    let (a, b) = two_regions().await;
+    create_secret(
+        &aws_sdk_secretsmanager::Client::new(&sdk(&a, PRIMARY).await),
+        "app/revoked",
+        "value-from-primary",
+    )
+    .await;
+    create_secret(
+        &aws_sdk_secretsmanager::Client::new(&sdk(&b, FALLBACK).await),
+        "app/revoked",
+        "value-from-replica",
+    )
+    .await;
+    let peer = DecryptionFailurePeer::start(port_of(&a)).await;
+    let endpoints = format!("{PRIMARY}={},{FALLBACK}={}", peer.endpoint(), b.endpoint());
+    let h = Hearth::start(&hearth_env(
+        &endpoints,
+        &[
+            ("HEARTH_SECRETS_FALLBACK_REGION", FALLBACK),
+            ("HEARTH_SECRETS_SOFT_TTL", "200ms"),
+            ("HEARTH_SECRETS_HARD_TTL", "60s"),
+            ("HEARTH_SECRETS_STALE_IF_ERROR", "1h"),
+            ("HEARTH_SECRETS_JITTER_PERCENT", "0"),
+        ],
+    ))
+    .await;
+    let read = || h.get("/secretsmanager/get?secretId=app/revoked");
+    assert_eq!(value_of(&read().await.1), "value-from-primary");
+
+    peer.revoke();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Past the soft TTL: still served once, while the refresh behind it meets the answer.
+    assert_eq!(value_of(&read().await.1), "value-from-primary");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while h.counter("secrets.revoked").await == 0 {
+        assert!(Instant::now() < deadline, "the value was never revoked");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    for _ in 0..3 {
+        let (status, body) = read().await;
+        assert_eq!(status, 403, "{body}");
+        assert_eq!(body["error"]["code"], "DecryptionFailure", "{body}");
+    }
+    assert_eq!(h.counter("secrets.revoked").await, 1);
+    assert_eq!(h.counter("secrets.stale_serves").await, 0);
+    assert_eq!(h.counter("aws.secrets.fallback_calls").await, 0);
+    assert_eq!(h.counter("aws.failovers").await, 0);
+    let out = h.proc.output();
+    assert_eq!(out.matches("no longer served").count(), 1, "{out}");
+    assert!(!out.contains("value-from-primary"));
+}

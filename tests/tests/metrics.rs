@@ -408,6 +408,16 @@ async fn alarms_and_dashboard_name_only_metrics_the_extension_writes() {
             .await
             .unwrap();
     }
+    for c in [&primary_sdk, &fallback_sdk] {
+        aws_sdk_ssm::Client::new(c)
+            .put_parameter()
+            .name("/app/flag")
+            .value("on")
+            .r#type(aws_sdk_ssm::types::ParameterType::String)
+            .send()
+            .await
+            .unwrap();
+    }
     let key = create_key_with(&aws_sdk_kms::Client::new(&primary_sdk)).await;
     let fallback_key = create_key_with(&aws_sdk_kms::Client::new(&fallback_sdk)).await;
 
@@ -451,6 +461,8 @@ async fn alarms_and_dashboard_name_only_metrics_the_extension_writes() {
         ("HEARTH_SECRETS_SOFT_TTL", "1s"),
         ("HEARTH_SECRETS_HARD_TTL", "2s"),
         ("HEARTH_SECRETS_JITTER_PERCENT", "0"),
+        ("HEARTH_PARAMETERS_SOFT_TTL", "1s"),
+        ("HEARTH_PARAMETERS_HARD_TTL", "2s"),
         ("HEARTH_DB_SECRET_ID", "db/app"),
         ("HEARTH_DB_TLS", "disable"),
         ("HEARTH_DB_POOL_MIN", "1"),
@@ -470,9 +482,13 @@ async fn alarms_and_dashboard_name_only_metrics_the_extension_writes() {
     };
     let mut invocations = 0;
 
-    // Healthy regions. Secrets: one miss, then hits.
+    // Healthy regions. Secrets and parameters: one miss, then hits.
     for _ in 0..4 {
         let (status, body) = api.get("/secretsmanager/get?secretId=app%2Fcfg").await;
+        assert_eq!(status, 200, "{body}");
+        let (status, body) = api
+            .get("/systemsmanager/parameters/get?name=%2Fapp%2Fflag")
+            .await;
         assert_eq!(status, 200, "{body}");
     }
     // KMS: a message (GenerateDataKey in the primary, Encrypt under the fallback key) and
@@ -579,6 +595,14 @@ async fn alarms_and_dashboard_name_only_metrics_the_extension_writes() {
         (200, Some("v1")),
         "{body}"
     );
+    let (status, body) = api
+        .get("/systemsmanager/parameters/get?name=%2Fapp%2Fflag")
+        .await;
+    assert_eq!(
+        (status, body["Parameter"]["Value"].as_str()),
+        (200, Some("on")),
+        "{body}"
+    );
     env.invoke(json!({})).await;
     invocations += 1;
     // The line goes out when the Telemetry API reports the end, just after the simulator
@@ -597,6 +621,8 @@ async fn alarms_and_dashboard_name_only_metrics_the_extension_writes() {
         ("SecretsHits", 3.0),
         ("SecretsMisses", 1.0),
         ("SecretsStaleServes", 1.0),
+        ("ParametersHits", 3.0),
+        ("ParametersStaleServes", 1.0),
         ("KmsGenerateDataKeyCalls", 1.0),
         ("KmsDecryptCalls", 1.0),
         ("KmsEncryptCalls", 1.0),

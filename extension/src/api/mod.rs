@@ -2,6 +2,7 @@
 //!
 //! - [`guard`]: token check, `X-Forwarded-For` rejection, request timeout.
 //! - [`secrets`]: `GET /secretsmanager/get`, compatible with AWS's secrets extension.
+//! - [`parameters`]: `GET /systemsmanager/parameters/get`, compatible with it too.
 //! - [`db`]: `POST /v1/db/query` and `/v1/db/transaction`.
 //! - [`kms`]: `POST /v1/kms/encrypt`, `/v1/kms/decrypt` and `/v1/kms/data-key`.
 //! - [`json`]: the JSON body extractor whose rejections become [`ApiError`]s.
@@ -10,6 +11,7 @@ pub mod db;
 pub mod guard;
 pub mod json;
 pub mod kms;
+pub mod parameters;
 pub mod secrets;
 
 use std::sync::atomic::Ordering;
@@ -30,6 +32,7 @@ use crate::state::AppState;
 pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/health"),
     ("GET", "/secretsmanager/get"),
+    ("GET", "/systemsmanager/parameters/get"),
     ("POST", "/v1/db/query"),
     ("POST", "/v1/db/transaction"),
     ("POST", "/v1/kms/encrypt"),
@@ -45,6 +48,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/health", get(health))
         .route("/secretsmanager/get", get(secrets::get))
+        .route("/systemsmanager/parameters/get", get(parameters::get))
         .route("/v1/db/query", post(db::query))
         .route("/v1/db/transaction", post(db::transaction))
         .route("/v1/kms/encrypt", post(kms::encrypt))

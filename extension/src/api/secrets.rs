@@ -14,68 +14,78 @@ use crate::error::ApiError;
 use crate::secrets::SecretKey;
 use crate::state::AppState;
 
-fn invalid(code: &'static str, message: impl Into<String>) -> ApiError {
+pub(crate) fn invalid(code: &'static str, message: impl Into<String>) -> ApiError {
     ApiError::InvalidRequest {
         code,
         message: message.into(),
     }
 }
 
-/// Parses the query string strictly: unknown or repeated parameters are errors, not
-/// silently ignored.
-pub fn parse_query(pairs: &[(String, String)]) -> Result<(SecretKey, bool), ApiError> {
-    let mut secret_id = None;
-    let mut version_id = None;
-    let mut version_stage = None;
-    let mut refresh_now = None;
+/// A required id of 1 to 2048 characters (AWS's limit for names and ARNs), trimmed;
+/// `hint` is added to the message of an empty one.
+pub(crate) fn required_id(name: &str, v: Option<String>, hint: &str) -> Result<String, ApiError> {
+    match v.as_deref().map(str::trim) {
+        Some(s) if !s.is_empty() && s.len() <= 2048 => Ok(s.to_string()),
+        Some(_) => Err(invalid(
+            "InvalidParameter",
+            format!("{name} must be 1 to 2048 characters{hint}"),
+        )),
+        None => Err(invalid(
+            "MissingParameter",
+            format!("the {name} query parameter is required"),
+        )),
+    }
+}
+
+/// An optional `true` / `false` query parameter (absent: false).
+pub(crate) fn flag(name: &str, v: Option<String>) -> Result<bool, ApiError> {
+    match v.as_deref() {
+        None | Some("false") => Ok(false),
+        Some("true") => Ok(true),
+        Some(_) => Err(invalid(
+            "InvalidParameter",
+            format!("{name} must be true or false"),
+        )),
+    }
+}
+
+/// The values of the query parameters `names`, in that order. Strict: an unknown or
+/// repeated parameter is an error, never silently ignored.
+pub(crate) fn strict_query<const N: usize>(
+    pairs: &[(String, String)],
+    names: [&str; N],
+) -> Result<[Option<String>; N], ApiError> {
+    let mut values: [Option<String>; N] = std::array::from_fn(|_| None);
     for (k, v) in pairs {
-        let slot = match k.as_str() {
-            "secretId" => &mut secret_id,
-            "versionId" => &mut version_id,
-            "versionStage" => &mut version_stage,
-            "refreshNow" => &mut refresh_now,
-            other => {
-                return Err(invalid(
-                    "UnknownParameter",
-                    format!(
-                        "unknown query parameter {:?}; accepted: secretId, versionId, versionStage, refreshNow",
-                        other.chars().take(64).collect::<String>()
-                    ),
-                ))
-            }
+        let Some(i) = names.iter().position(|n| n == k) else {
+            return Err(invalid(
+                "UnknownParameter",
+                format!(
+                    "unknown query parameter {:?}; accepted: {}",
+                    k.chars().take(64).collect::<String>(),
+                    names.join(", ")
+                ),
+            ));
         };
-        if slot.replace(v.clone()).is_some() {
+        if values[i].replace(v.clone()).is_some() {
             return Err(invalid(
                 "InvalidParameter",
                 format!("query parameter {k} is given more than once"),
             ));
         }
     }
-    let secret_id = match secret_id {
-        Some(s) if !s.is_empty() && s.len() <= 2048 => s,
-        Some(_) => {
-            return Err(invalid(
-                "InvalidParameter",
-                "secretId must be 1 to 2048 characters",
-            ))
-        }
-        None => {
-            return Err(invalid(
-                "MissingParameter",
-                "the secretId query parameter is required",
-            ))
-        }
-    };
-    let refresh_now = match refresh_now.as_deref() {
-        None | Some("false") => false,
-        Some("true") => true,
-        Some(_) => {
-            return Err(invalid(
-                "InvalidParameter",
-                "refreshNow must be true or false",
-            ))
-        }
-    };
+    Ok(values)
+}
+
+/// Parses the query string strictly: unknown or repeated parameters are errors, not
+/// silently ignored.
+pub fn parse_query(pairs: &[(String, String)]) -> Result<(SecretKey, bool), ApiError> {
+    let [secret_id, version_id, version_stage, refresh_now] = strict_query(
+        pairs,
+        ["secretId", "versionId", "versionStage", "refreshNow"],
+    )?;
+    let secret_id = required_id("secretId", secret_id, "")?;
+    let refresh_now = flag("refreshNow", refresh_now)?;
     let nonempty = |name: &str, v: Option<String>| match v {
         Some(s) if s.is_empty() => Err(invalid(
             "InvalidParameter",
@@ -96,9 +106,9 @@ pub fn parse_query(pairs: &[(String, String)]) -> Result<(SecretKey, bool), ApiE
 /// A cached value serialized in place, straight from the cache's `Arc`. Cloning it per read
 /// cost an allocation and a copy per field (about 4% of a cached read's instructions, see
 /// bench/PROFILING.md) and left one more unzeroized copy of the secret on the heap.
-pub struct Cached(pub Arc<SecretValue>);
+pub struct Cached<T>(pub Arc<T>);
 
-impl Serialize for Cached {
+impl<T: Serialize> Serialize for Cached<T> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         self.0.serialize(s)
     }
@@ -108,7 +118,7 @@ impl Serialize for Cached {
 pub async fn get(
     State(state): State<AppState>,
     query: Result<Query<Vec<(String, String)>>, QueryRejection>,
-) -> Result<Json<Cached>, ApiError> {
+) -> Result<Json<Cached<SecretValue>>, ApiError> {
     let Query(pairs) = query.map_err(|_| {
         invalid(
             "InvalidParameter",

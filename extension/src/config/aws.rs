@@ -17,9 +17,14 @@ pub const VARS: &[Var] = &[
     Var::new("HEARTH_AWS_MAX_CONNECTIONS", "(none: unbounded)", "Most Secrets Manager and Parameter Store calls in flight at once (1 or more); further calls wait for one to end.")
         .alias(&["PARAMETERS_SECRETS_EXTENSION_MAX_CONNECTIONS"]),
     Var::new("HEARTH_AWS_ENDPOINTS", "(none: the SDK's endpoints)", "Endpoint overrides per region, comma-separated region=URL pairs, e.g. us-east-1=http://127.0.0.1:4566,eu-west-1=http://127.0.0.1:4567."),
-    Var::new("HEARTH_FALLBACK_REGION", "(none: no failover)", "Region Secrets Manager and KMS calls fail over to when the primary region (AWS_REGION) fails."),
+    Var::new("HEARTH_FALLBACK_REGION", "(none: no failover)", "Region Secrets Manager, Parameter Store and KMS calls fail over to when the primary region (AWS_REGION) fails."),
     Var::new("HEARTH_SECRETS_FALLBACK_REGION", "HEARTH_FALLBACK_REGION", "Fallback region for Secrets Manager (replica secrets of the same name are read there), or none."),
     Var::new("HEARTH_KMS_FALLBACK_REGION", "HEARTH_FALLBACK_REGION", "Fallback region for KMS, or none."),
+    Var::new(
+        "HEARTH_PARAMETERS_FALLBACK_REGION",
+        "HEARTH_FALLBACK_REGION",
+        "Fallback region for Parameter Store (parameters of the same name are read there), or none.",
+    ),
     Var::new("HEARTH_KMS_FALLBACK_KEY_ID", "(none)", "Key in the KMS fallback region: each data key of HEARTH_KMS_KEY_ID is also encrypted under it (a second encrypted data key), so messages decrypt in either region."),
     Var::new("HEARTH_FAILOVER_BUDGET", "2s", "With a fallback region: the longest a call waits on the primary, retries included, before going to the fallback (100ms to 60s)."),
     Var::new("HEARTH_FAILOVER_MAX_ATTEMPTS", "2", "With a fallback region: attempts per call on the primary (1 to 10), each given an equal share of the budget."),
@@ -52,6 +57,8 @@ pub struct FailoverConfig {
     pub secrets_region: Option<String>,
     /// Fallback region for KMS.
     pub kms_region: Option<String>,
+    /// Fallback region for Parameter Store.
+    pub parameters_region: Option<String>,
     /// Key in the KMS fallback region under which data keys of `HEARTH_KMS_KEY_ID` are
     /// also encrypted.
     pub kms_key_id: Option<String>,
@@ -183,6 +190,7 @@ pub fn read_failover(r: &mut Reader<'_>, has_default_key: bool) -> FailoverConfi
     };
     let secrets_region = per_service(r, "HEARTH_SECRETS_FALLBACK_REGION");
     let kms_region = per_service(r, "HEARTH_KMS_FALLBACK_REGION");
+    let parameters_region = per_service(r, "HEARTH_PARAMETERS_FALLBACK_REGION");
     let kms_key_id = r.parse(
         "HEARTH_KMS_FALLBACK_KEY_ID",
         None,
@@ -240,6 +248,7 @@ pub fn read_failover(r: &mut Reader<'_>, has_default_key: bool) -> FailoverConfi
         primary_region,
         secrets_region,
         kms_region,
+        parameters_region,
         kms_key_id,
         endpoints,
         budget,

@@ -15,7 +15,7 @@ fn with_token(pairs: &[(&'static str, &'static str)]) -> Result<Config, ConfigEr
 
 #[test]
 fn aws_cache_switches_turn_secret_caching_off() {
-    assert!(with_token(&[]).unwrap().secrets.caching);
+    assert!(with_token(&[]).unwrap().secrets.cache.caching());
     for off in [
         ("PARAMETERS_SECRETS_EXTENSION_CACHE_ENABLED", "false"),
         ("PARAMETERS_SECRETS_EXTENSION_CACHE_ENABLED", "FALSE"),
@@ -24,7 +24,16 @@ fn aws_cache_switches_turn_secret_caching_off() {
         ("HEARTH_SECRETS_CACHE", "false"),
     ] {
         let c = with_token(&[off]).unwrap();
-        assert!(!c.secrets.caching, "{off:?} should turn caching off");
+        assert!(
+            !c.secrets.cache.caching(),
+            "{off:?} should turn caching off"
+        );
+        let both = off.0.starts_with("PARAMETERS_SECRETS_EXTENSION_");
+        assert_eq!(
+            c.parameters.cache.caching(),
+            !both,
+            "{off:?} for parameters"
+        );
     }
     // The HEARTH_ name wins over AWS's.
     let c = with_token(&[
@@ -32,10 +41,13 @@ fn aws_cache_switches_turn_secret_caching_off() {
         ("HEARTH_SECRETS_CACHE", "true"),
     ])
     .unwrap();
-    assert!(c.secrets.caching);
+    assert!(c.secrets.cache.caching());
     // AWS's cache size in its range sets the capacity; beyond it is refused.
     let c = with_token(&[("PARAMETERS_SECRETS_EXTENSION_CACHE_SIZE", "20")]).unwrap();
-    assert_eq!((c.secrets.capacity.get(), c.secrets.caching), (20, true));
+    assert_eq!(
+        (c.secrets.cache.capacity.get(), c.secrets.cache.caching()),
+        (20, true)
+    );
     let e = with_token(&[("PARAMETERS_SECRETS_EXTENSION_CACHE_SIZE", "1001")]).unwrap_err();
     assert_eq!(
         e.problems[0].variable,
@@ -56,20 +68,23 @@ fn aws_cache_switches_turn_secret_caching_off() {
 }
 
 #[test]
-fn aws_timeouts_are_milliseconds_and_zero_is_none() {
+fn aws_timeouts_are_milliseconds_and_zero_ends_with_the_request() {
     assert_eq!(with_token(&[]).unwrap().secrets.timeout, None);
     let c = with_token(&[("SECRETS_MANAGER_TIMEOUT_MILLIS", "250")]).unwrap();
-    assert_eq!(c.secrets.timeout, Some(Some(Duration::from_millis(250))));
-    let c = with_token(&[("SECRETS_MANAGER_TIMEOUT_MILLIS", "0")]).unwrap();
-    assert_eq!(c.secrets.timeout, Some(None));
-    let c = with_token(&[("HEARTH_SECRETS_TIMEOUT", "none")]).unwrap();
-    assert_eq!(c.secrets.timeout, Some(None));
+    assert_eq!(c.secrets.timeout, Some(Duration::from_millis(250)));
+    // AWS's "no timeout": the call still ends with the request (HEARTH_REQUEST_TIMEOUT).
+    let c = with_token(&[
+        ("SECRETS_MANAGER_TIMEOUT_MILLIS", "0"),
+        ("HEARTH_REQUEST_TIMEOUT", "7s"),
+    ])
+    .unwrap();
+    assert_eq!(c.secrets.timeout, Some(Duration::from_secs(7)));
     let c = with_token(&[
         ("SECRETS_MANAGER_TIMEOUT_MILLIS", "0"),
         ("HEARTH_SECRETS_TIMEOUT", "3s"),
     ])
     .unwrap();
-    assert_eq!(c.secrets.timeout, Some(Some(Duration::from_secs(3))));
+    assert_eq!(c.secrets.timeout, Some(Duration::from_secs(3)));
     let e = with_token(&[("SECRETS_MANAGER_TIMEOUT_MILLIS", "1.5s")]).unwrap_err();
     assert_eq!(e.problems[0].variable, "SECRETS_MANAGER_TIMEOUT_MILLIS");
 }
@@ -127,6 +142,8 @@ fn unknown_variables_of_aws_extension_are_errors_naming_them() {
         "PARAMETERS_SECRETS_EXTENSION_MAX_CONNECTIONS",
         "SECRETS_MANAGER_TIMEOUT_MILLIS",
         "SECRETS_MANAGER_TTL",
+        "SSM_PARAMETER_STORE_TIMEOUT_MILLIS",
+        "SSM_PARAMETER_STORE_TTL",
     ] {
         let known =
             variables().any(|v| v.aliases.contains(&name) || v.aws.map(|(a, _)| a) == Some(name));
@@ -153,4 +170,58 @@ fn missing_or_empty_token_names_both_variables_and_what_to_set() {
             assert!(msg.contains(needle), "{pairs:?}: {msg} lacks {needle}");
         }
     }
+}
+
+#[test]
+fn parameters_settings_and_aws_aliases() {
+    let p = |pairs: &[(&str, &str)]| {
+        let mut all = vec![("HEARTH_TOKEN", "t")];
+        all.extend_from_slice(pairs);
+        Config::from_env(&env(&all)).map(|c| c.parameters)
+    };
+    let d = p(&[]).unwrap();
+    assert_eq!(
+        (d.cache.soft_ttl, d.cache.hard_ttl, d.timeout),
+        (Duration::from_secs(240), Duration::from_secs(300), None)
+    );
+    // AWS's variables, in AWS's units: whole seconds 0..=300 (0: no caching), ms (0: none,
+    // which still ends with HEARTH_REQUEST_TIMEOUT).
+    let a = p(&[
+        ("SSM_PARAMETER_STORE_TTL", "0"),
+        ("SSM_PARAMETER_STORE_TIMEOUT_MILLIS", "0"),
+    ])
+    .unwrap();
+    assert_eq!(a.cache.hard_ttl, Duration::ZERO);
+    assert_eq!(a.timeout, Some(Duration::from_secs(10)));
+    let a = p(&[
+        ("SSM_PARAMETER_STORE_TTL", "100"),
+        ("SSM_PARAMETER_STORE_TIMEOUT_MILLIS", "1500"),
+    ])
+    .unwrap();
+    assert_eq!(
+        (a.cache.soft_ttl, a.cache.hard_ttl, a.timeout),
+        (
+            Duration::from_secs(80),
+            Duration::from_secs(100),
+            Some(Duration::from_millis(1500))
+        )
+    );
+    for (var, bad) in [
+        ("SSM_PARAMETER_STORE_TTL", "301"),
+        ("SSM_PARAMETER_STORE_TTL", "5m"),
+        ("SSM_PARAMETER_STORE_TIMEOUT_MILLIS", "2s"),
+        ("HEARTH_PARAMETERS_SOFT_TTL", "10m"),
+    ] {
+        let e = p(&[(var, bad)]).unwrap_err();
+        assert_eq!(e.problems[0].variable, var, "{var}={bad}");
+    }
+    // The HEARTH_ names take durations, beyond AWS's 5-minute cap; they win over aliases.
+    let h = p(&[
+        ("HEARTH_PARAMETERS_HARD_TTL", "1h"),
+        ("SSM_PARAMETER_STORE_TTL", "5"),
+        ("HEARTH_PARAMETERS_PREFETCH", "/a, /b"),
+    ])
+    .unwrap();
+    assert_eq!(h.cache.hard_ttl, Duration::from_secs(3600));
+    assert_eq!(h.cache.prefetch, ["/a", "/b"]);
 }

@@ -21,8 +21,10 @@ use std::fmt;
 mod aws;
 #[cfg(test)]
 mod aws_tests;
+mod cache;
 mod db;
 mod kms;
+mod parameters;
 mod reader;
 mod runtime;
 mod secrets;
@@ -31,8 +33,10 @@ mod server;
 mod tests;
 
 pub use aws::{AwsConfig, FailoverConfig, RetryModeSetting};
+pub use cache::CacheConfig;
 pub use db::{DbSettings, DbTls};
 pub use kms::KmsConfig;
+pub use parameters::ParametersConfig;
 pub use reader::{parse_duration, Var};
 pub use runtime::{
     InitType, LifecycleConfig, LogConfig, LogFormat, LogLevel, MetricsConfig, MetricsFlush,
@@ -50,6 +54,7 @@ pub const SECTIONS: &[&[Var]] = &[
     runtime::METRICS_VARS,
     aws::VARS,
     secrets::VARS,
+    parameters::VARS,
     kms::VARS,
     db::VARS,
 ];
@@ -156,6 +161,8 @@ pub struct Config {
     pub aws: AwsConfig,
     /// Secrets cache.
     pub secrets: SecretsConfig,
+    /// Parameter Store cache.
+    pub parameters: ParametersConfig,
     /// KMS data keys.
     pub kms: KmsConfig,
     /// Database pool, when configured.
@@ -176,7 +183,9 @@ impl Config {
         let log = runtime::read_log(&mut r);
         let metrics = runtime::read_metrics(&mut r);
         let aws = aws::read_aws(&mut r);
-        let secrets = secrets::read(&mut r);
+        let secrets = secrets::read(&mut r, server.request_timeout);
+        let parameters =
+            parameters::read(&mut r, secrets.cache.jitter_percent, server.request_timeout);
         let kms = kms::read(&mut r);
         let db = db::read(&mut r);
         let failover = aws::read_failover(&mut r, kms.key_id.is_some());
@@ -190,6 +199,7 @@ impl Config {
                 metrics,
                 aws,
                 secrets,
+                parameters,
                 kms,
                 db,
                 failover,

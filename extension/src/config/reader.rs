@@ -158,15 +158,6 @@ impl<'a> Reader<'a> {
     pub fn flag(&mut self, name: &'static str, default: bool) -> bool {
         self.parse(name, default, "true or false", parse_flag)
     }
-
-    /// AWS's own-unit millisecond timeout for `name`: `Some(None)` for 0 (no timeout).
-    pub fn aws_millis(&mut self, name: &'static str) -> Option<Option<Duration>> {
-        self.parse_aws(name, "an integer number of milliseconds, 0 for none", |s| {
-            s.parse::<u64>()
-                .ok()
-                .map(|ms| (ms > 0).then(|| Duration::from_millis(ms)))
-        })
-    }
 }
 
 /// `true`/`false`, `1`/`0`, `yes`/`no`, in any case.

@@ -89,7 +89,7 @@ fn token_value_never_appears_in_debug_or_errors() {
 fn secrets_ttls() {
     let c = Config::from_env(&env(&[("HEARTH_TOKEN", "t")])).unwrap();
     assert_eq!(
-        (c.secrets.soft_ttl, c.secrets.hard_ttl),
+        (c.secrets.cache.soft_ttl, c.secrets.cache.hard_ttl),
         (Duration::from_secs(240), Duration::from_secs(300))
     );
     // AWS's variable sets the hard TTL in its own units and range; soft follows at 80%.
@@ -99,7 +99,11 @@ fn secrets_ttls() {
     ]))
     .unwrap();
     assert_eq!(
-        (c.secrets.soft_ttl, c.secrets.hard_ttl, c.secrets.caching),
+        (
+            c.secrets.cache.soft_ttl,
+            c.secrets.cache.hard_ttl,
+            c.secrets.cache.caching()
+        ),
         (Duration::from_secs(96), Duration::from_secs(120), true)
     );
     // Beyond AWS's 300 s it is refused, naming AWS's variable; the HEARTH_ name has no cap.
@@ -116,7 +120,7 @@ fn secrets_ttls() {
         ("HEARTH_SECRETS_HARD_TTL", "1h"),
     ]))
     .unwrap();
-    assert_eq!(c.secrets.hard_ttl, Duration::from_secs(3600));
+    assert_eq!(c.secrets.cache.hard_ttl, Duration::from_secs(3600));
     let e = Config::from_env(&env(&[
         ("HEARTH_TOKEN", "t"),
         ("HEARTH_SECRETS_HARD_TTL", "60s"),
@@ -129,7 +133,7 @@ fn secrets_ttls() {
         ("HEARTH_SECRETS_PREFETCH", "a, b,,c"),
     ]))
     .unwrap();
-    assert_eq!(c.secrets.prefetch, ["a", "b", "c"]);
+    assert_eq!(c.secrets.cache.prefetch, ["a", "b", "c"]);
 }
 
 #[test]

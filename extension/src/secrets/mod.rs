@@ -53,6 +53,14 @@ pub enum SecretsError {
         /// Secrets Manager's explanation.
         message: String,
     },
+    /// Secrets Manager could not decrypt the secret with its KMS key: the key is disabled,
+    /// pending deletion, or its policy no longer lets the function use it. Access was
+    /// revoked; this is not an outage.
+    #[error("Secrets Manager could not decrypt secret {secret_id:?} with its KMS key (disabled, scheduled for deletion, or the key policy no longer allows kms:Decrypt for the function's role); fix the key, or the secret's key")]
+    DecryptionFailure {
+        /// The id asked for.
+        secret_id: String,
+    },
     /// Throttled by Secrets Manager after the SDK's retries.
     #[error("Secrets Manager throttled the request; retry with backoff")]
     Throttled,
@@ -79,6 +87,7 @@ impl SecretsError {
         match self {
             SecretsError::NotFound { .. } => "SecretNotFound",
             SecretsError::AccessDenied { .. } => "AccessDenied",
+            SecretsError::DecryptionFailure { .. } => "DecryptionFailure",
             SecretsError::InvalidRequest { .. } => "InvalidParameter",
             SecretsError::Throttled => "Throttled",
             SecretsError::Unavailable { .. } => "UpstreamUnavailable",
@@ -88,7 +97,7 @@ impl SecretsError {
     }
 
     /// Whether a cached value may stand in for this failure (stale-if-error). A missing
-    /// secret or a denied call is an answer, not an outage.
+    /// secret, a denied call or a failed decryption is an answer, not an outage.
     pub fn is_transient(&self) -> bool {
         matches!(
             self,
@@ -96,6 +105,14 @@ impl SecretsError {
                 | SecretsError::Unavailable { .. }
                 | SecretsError::Timeout
                 | SecretsError::Upstream { .. }
+        )
+    }
+
+    /// Whether this answer revokes access to a value cached before: it stops being served.
+    pub fn is_revocation(&self) -> bool {
+        matches!(
+            self,
+            SecretsError::AccessDenied { .. } | SecretsError::DecryptionFailure { .. }
         )
     }
 }

@@ -5,7 +5,10 @@
 //! [`SecretsError::is_transient`]) goes to the fallback region, where a replica secret of
 //! the same name is read; a full ARN naming the primary region is rewritten to the
 //! fallback region for that call (a replica's ARN differs from its primary's in the region
-//! only). A not-found or denied answer from the primary is returned as is.
+//! only). A not-found, denied or decryption-failed answer from the primary is returned as
+//! is; an answer of the fallback that is not an outage becomes [`SecretsError::Unavailable`]
+//! (see [`Outage::behind_outage`]), so a cached value keeps being served within the
+//! stale-if-error window while the primary is down.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -27,6 +30,17 @@ use crate::metrics::{Counter, Latency, Metrics};
 impl Outage for SecretsError {
     fn is_outage(&self) -> bool {
         self.is_transient()
+    }
+
+    /// The fallback's answer (not replicated, IAM scoped to the primary's ARNs, ...) does
+    /// not decide staleness: the primary's outage does.
+    fn behind_outage(self, primary_region: &str) -> Self {
+        SecretsError::Unavailable {
+            reason: format!(
+                "the primary region {primary_region} is failing and the fallback region answered {}",
+                self.code()
+            ),
+        }
     }
 }
 
@@ -136,6 +150,9 @@ fn map_error<R>(secret_id: &str, e: &SdkError<GetSecretValueError, R>) -> Secret
             let se = ctx.err();
             match se {
                 GetSecretValueError::ResourceNotFoundException(_) => SecretsError::NotFound {
+                    secret_id: secret_id.to_string(),
+                },
+                GetSecretValueError::DecryptionFailure(_) => SecretsError::DecryptionFailure {
                     secret_id: secret_id.to_string(),
                 },
                 GetSecretValueError::InvalidParameterException(_)

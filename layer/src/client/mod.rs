@@ -46,8 +46,8 @@ use transport::{decode, encode_query_value, json_error, Call, Idempotency};
 
 use crate::wire::{
     DataKeyRequest, DataKeyResponse, DecryptRequest, DecryptResponse, EncryptRequest,
-    EncryptResponse, EncryptionContext, Health, QueryRequest, QueryResponse, SecretValue,
-    TransactionRequest, TransactionResponse, WarmResponse,
+    EncryptResponse, EncryptionContext, Health, Parameter, ParameterResponse, QueryRequest,
+    QueryResponse, SecretValue, TransactionRequest, TransactionResponse, WarmResponse,
 };
 
 type HttpClient = hyper_util::client::legacy::Client<HttpConnector, Full<Bytes>>;
@@ -229,6 +229,17 @@ impl Client {
             q.push_str("&refreshNow=true");
         }
         self.get(&q, true).await
+    }
+
+    /// Parameter Store parameter `name` (a name, ARN, `name:version` or `name:label`), as
+    /// GetParameter returns it; a SecureString is decrypted only with `with_decryption`.
+    pub async fn parameter(&self, name: &str, with_decryption: bool) -> Result<Parameter, Error> {
+        let q = format!(
+            "/systemsmanager/parameters/get?name={}&withDecryption={with_decryption}",
+            encode_query_value(name)
+        );
+        let r: ParameterResponse = self.get(&q, true).await?;
+        Ok(r.parameter)
     }
 
     /// The current value of secret `id`, its `SecretString` parsed as JSON into `T` (e.g.
