@@ -269,6 +269,7 @@ pub async fn run(p: &Peers, quick: bool) -> Result<Comparison, String> {
             tenant: Some(TENANT.into()),
             context: BTreeMap::new(),
             row_mode: None,
+            numbers: None,
         };
         Box::pin(async move {
             let r = db

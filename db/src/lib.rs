@@ -189,17 +189,21 @@ pub mod config;
 pub mod credentials;
 mod db;
 pub mod error;
+pub mod iam;
 mod numeric;
 mod params;
 mod pool;
+mod pooled;
 mod tls;
 mod values;
 
 pub use config::{
-    ConfigError, DbConfig, TlsMode, DEFAULT_MAX_RESULT_BYTES, DEFAULT_TENANT_SETTING,
+    ConfigError, DbConfig, PoolerMode, TlsMode, DEFAULT_MAX_RESULT_BYTES, DEFAULT_TENANT_SETTING,
 };
 pub use credentials::{
     CredentialSource, CredentialsFuture, DbCredentials, StaticCredentials, SwappableCredentials,
 };
 pub use db::{Db, DbStats, FINISH_SQL, MAX_STATEMENTS, SET_CONFIG_SQL};
 pub use error::{DbError, ErrorKind, ServerError};
+pub use iam::IamCredentials;
+pub use pooled::FINISH_POOLED_SQL;
