@@ -360,7 +360,10 @@ async fn string_numbers_stay_exact_through_javascript_json_parse() {
             let resp = h
                 .http
                 .post(h.url("/v1/db/query"))
-                .header("X-Aws-Parameters-Secrets-Token", hearth_tests::hearth::TOKEN)
+                .header(
+                    "X-Aws-Parameters-Secrets-Token",
+                    hearth_tests::hearth::TOKEN,
+                )
                 .json(&body)
                 .send()
                 .await
@@ -386,13 +389,22 @@ async fn string_numbers_stay_exact_through_javascript_json_parse() {
         "{strings}"
     );
     // Inside json/jsonb numbers stay numbers (they are the document's own).
-    assert!(strings.contains(r#""doc":{"n":9007199254740993}"#), "{strings}");
+    assert!(
+        strings.contains(r#""doc":{"n":9007199254740993}"#),
+        "{strings}"
+    );
     // As numbers, the wire is exact but JSON.parse rounds: why the string mode exists.
     let numbers = raw(json!({"sql": sql, "tenant": "a", "numbers": "number"})).await;
     assert!(numbers.contains(r#""big":9007199254740993"#), "{numbers}");
-    assert!(numbers.contains(r#""wide":123456789012345678901234567890"#), "{numbers}");
+    assert!(
+        numbers.contains(r#""wide":123456789012345678901234567890"#),
+        "{numbers}"
+    );
     let parsed = node_parse(&numbers, "[String(r.rows[0].big), String(r.rows[0].wide)]");
-    assert_ne!(parsed[0], "9007199254740993", "JSON.parse kept a 2^53+1 number?");
+    assert_ne!(
+        parsed[0], "9007199254740993",
+        "JSON.parse kept a 2^53+1 number?"
+    );
     // Transactions take the option too; a bad value is a 400 naming the accepted ones.
     let (status, tx) = h
         .post(
@@ -410,5 +422,8 @@ async fn string_numbers_stay_exact_through_javascript_json_parse() {
         )
         .await;
     assert_eq!(status, 400, "{bad}");
-    assert!(bad["error"]["message"].as_str().unwrap().contains("string"), "{bad}");
+    assert!(
+        bad["error"]["message"].as_str().unwrap().contains("string"),
+        "{bad}"
+    );
 }
