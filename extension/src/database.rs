@@ -5,6 +5,10 @@
 //! rejects the password (SQLSTATE 28P01, after a rotation) the pool asks again with
 //! `force_refresh`, which refetches the secret past the cache — and that refetch also
 //! updates the cache, so every later reader sees the rotated value.
+//!
+//! With `HEARTH_DB_AUTH=iam` the endpoint comes from the secret (its password unused) or from
+//! `HEARTH_DB_HOST`/`PORT`/`USER`/`NAME`, and the password is an IAM authentication token
+//! signed with the extension's own SDK configuration ([`hearth_db::IamCredentials`]).
 
 use std::sync::Arc;
 
