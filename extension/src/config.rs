@@ -909,7 +909,18 @@ impl Config {
             },
         );
         let endpoint = match env.get("HEARTH_DB_HOST") {
-            None => None,
+            None => {
+                for name in ["HEARTH_DB_PORT", "HEARTH_DB_USER", "HEARTH_DB_NAME"] {
+                    if env.get(name).is_some() && env.get("HEARTH_DB_SECRET_ID").is_some() {
+                        r.problem(
+                            name,
+                            "is used with HEARTH_DB_HOST only; the secret names the endpoint"
+                                .into(),
+                        );
+                    }
+                }
+                None
+            }
             Some(host) => {
                 if auth != DbAuth::Iam {
                     r.problem(
@@ -1496,6 +1507,10 @@ mod tests {
         assert_eq!(
             problems(&[("HEARTH_DB_SECRET_ID", "s"), ("HEARTH_DB_NUMBERS", "text")]),
             ["HEARTH_DB_NUMBERS"]
+        );
+        assert_eq!(
+            problems(&[("HEARTH_DB_SECRET_ID", "s"), ("HEARTH_DB_USER", "u")]),
+            ["HEARTH_DB_USER"]
         );
         // IAM with the endpoint from the secret (its password unused).
         assert!(problems(&[("HEARTH_DB_AUTH", "iam"), ("HEARTH_DB_SECRET_ID", "s")]).is_empty());
