@@ -271,6 +271,7 @@ impl Db {
         Ok(Lease {
             obj: Some(obj),
             clean: false,
+            cancel: true,
             counters: self.counters.clone(),
         })
     }
@@ -313,6 +314,10 @@ impl Db {
 pub(crate) struct Lease {
     pub(crate) obj: Option<Object<Manager>>,
     pub(crate) clean: bool,
+    /// Send a cancel request when discarding: something may still run on the server. Cleared
+    /// when the request's exchange completed (behind a pooler a cancel for a client that is
+    /// closing is pointless, and PgBouncer 1.18 can crash on it).
+    pub(crate) cancel: bool,
     counters: Arc<Counters>,
 }
 
@@ -326,7 +331,9 @@ impl Drop for Lease {
                 // Detach from the pool; cancel what may still run, and dropping the PgConn
                 // closes the socket, so the server rolls back whatever was open.
                 let conn = Object::take(obj);
-                conn.cancel_in_background();
+                if self.cancel {
+                    conn.cancel_in_background();
+                }
                 drop(conn);
             }
         }
@@ -349,8 +356,6 @@ pub(crate) enum Out {
     Done,
     /// A statement prepared inside the request's transaction (pooler mode).
     Prepared(Statement),
-    /// The backend the request's transaction runs on (pooler mode).
-    Backend(i32),
     /// A statement's results.
     Rows(QueryResponse),
     /// A statement that ran, but whose results cannot be returned.
@@ -523,7 +528,7 @@ pub(crate) fn assemble<'s>(
             Ok(Out::Undecodable(column)) => {
                 undeliverable.get_or_insert(Some(column));
             }
-            Ok(Out::Done | Out::Cleaned { .. } | Out::Prepared(_) | Out::Backend(_)) => {}
+            Ok(Out::Done | Out::Cleaned { .. } | Out::Prepared(_)) => {}
             Err(e) => {
                 // A step that shows the connection broken or its statements tampered with
                 // (26000) closes it, whatever the clean-up said.

@@ -46,16 +46,17 @@
 //!    tampers with the statements costs that one connection, never a later request.
 //!
 //! If `COMMIT` fails (deferred constraint, serialization) the rest of the string is skipped and
-//! the connection is closed: rare, and safe.
+//! the connection is closed: rare, and safe. `COMMIT`, `BEGIN` or `ROLLBACK` inside user SQL
+//! only change that request's own transaction; the final `COMMIT` ends whatever is open, and
+//! the clean-up resets what a statement run outside the transaction set.
 //!
 //! Behind a transaction-mode pooler ([`PoolerMode::Transaction`]) closing Hearth's connection
 //! does not close the server's, so the invariant is kept for the server connection that ran
 //! the request by other means: one transaction per request (SQL that ends it is refused), no
-//! named statement outliving it, the clean-up in the same query string as `COMMIT`, and a
-//! terminated server connection when the clean-up could not run ([`FINISH_POOLED_SQL`] and
-//! the `pooled` module). `COMMIT`, `BEGIN` or `ROLLBACK` inside user SQL
-//! only change that request's own transaction; the final `COMMIT` ends whatever is open, and
-//! the clean-up resets what a statement run outside the transaction set.
+//! named statement outliving it, what a rollback would not undo cleaned before `COMMIT` and
+//! the rest after it in the same query string, and a server connection whose clean-up fails
+//! left to the pooler inside a failed transaction and closed (it also terminates itself):
+//! [`FINISH_POOLED_SQL`] and the `pooled` module.
 //!
 //! What a session clean-up cannot undo is not session state: rows, DDL, and persistent
 //! settings the role may make. That is why the role check (below) runs on every new
@@ -252,4 +253,4 @@ pub use credentials::{
 pub use db::{Db, DbStats, FINISH_SQL, MAX_STATEMENTS, SET_CONFIG_SQL};
 pub use error::{DbError, ErrorKind, ServerError};
 pub use iam::IamCredentials;
-pub use pooled::FINISH_POOLED_SQL;
+pub use pooled::{FINISH_POOLED_ABORTED_SQL, FINISH_POOLED_SQL};

@@ -10,11 +10,12 @@
 //! round trip 1: BEGIN                                        -- simple query
 //!               SELECT pg_catalog.set_config('statement_timeout', $1, true)   -- unnamed
 //!               SELECT pg_catalog.set_config($1, $2, true)   -- tenant, allow-listed settings
-//!               SELECT pg_catalog.pg_backend_pid()           -- the server connection
 //!               Parse/Describe of each statement             -- named, inside the transaction
 //! round trip 2: Bind/Execute of each statement
 //!               SELECT pg_catalog.set_config('statement_timeout', $1, false)  -- see below
-//!               FINISH_POOLED_SQL                            -- simple query: COMMIT, clean-up
+//!               FINISH_POOLED_SQL                            -- simple query: see below
+//! (only when the transaction had failed)
+//!               FINISH_POOLED_ABORTED_SQL                    -- ROLLBACK, clean-up
 //! ```
 //!
 //! - No startup `options` (poolers refuse them): `statement_timeout` is set
@@ -30,29 +31,36 @@
 //!   connection and leave the first one with the request's session state. Procedures and `DO`
 //!   blocks cannot end a transaction block, so the first keyword is enough.
 //! - [`FINISH_POOLED_SQL`] is one query string, so the pooler sends all of it to the server
-//!   connection that ran the request: `COMMIT`, then the clean-up in one anonymous block
-//!   (AWS documents that RDS Proxy does not track session state changed inside functions and
-//!   procedures; plain `SET`/`RESET`/`DISCARD`/`DEALLOCATE` statements would pin every client
-//!   connection), then the check that no prepared statement is left.
+//!   connection that ran the request: inside the transaction, what a rollback would not undo
+//!   (session advisory locks, SQL-prepared statements, sequence state), so that a `COMMIT`
+//!   that fails (deferred constraint, serialization failure) leaves nothing behind; then
+//!   `COMMIT`; then the whole clean-up; then the check that no prepared statement is left.
+//!   When the transaction had failed, its first step fails with 25P02, the server connection
+//!   is still in the transaction (the pooler keeps it for Hearth), and
+//!   [`FINISH_POOLED_ABORTED_SQL`] rolls back and cleans up the same way.
+//! - The clean-up steps run in anonymous blocks (`DO`): AWS documents that RDS Proxy does not
+//!   track session state changed inside functions and procedures, while plain
+//!   `SET`/`RESET`/`DISCARD`/`DEALLOCATE` statements would pin every client connection.
+//! - If the clean-up block fails or is cancelled, or finds a prepared statement left, the
+//!   server connection terminates itself (`pg_terminate_backend(pg_backend_pid())` in the
+//!   block's exception handler) before it reports being idle: the pooler never hands a dirty
+//!   server connection to anyone. Closing Hearth's client connection would not be enough
+//!   (the pooler keeps idle server connections), but for a server connection still inside a
+//!   transaction it is: PgBouncer closes a server connection whose client left mid-transaction.
 //! - A hostile `SET statement_timeout = 1` committed with the request would cancel the
-//!   clean-up; so before `COMMIT` the request's own timeout is set at session level (when the
-//!   transaction was aborted that step fails, but then the rollback undoes every `SET` of the
-//!   request anyway), and the clean-up's `RESET ALL` returns it to the server's default.
-//! - When the clean-up did not run or did not find the session clean (a failing `COMMIT`,
-//!   e.g. a deferred constraint, skips it), closing Hearth's client connection is not enough —
-//!   the pooler keeps the server connection — so the server connection that ran the request
-//!   is terminated with `pg_terminate_backend(<its pid>)` (a role may end its own sessions).
-//!   Between the failed clean-up and the termination (one round trip) the pooler may already
-//!   have handed that server connection to another client; set PgBouncer's
-//!   `server_reset_query = DISCARD ALL` with `server_reset_query_always = 1` to close that
-//!   window too (docs/deploy.md). Other doubts (a failed protocol step, a timeout, a broken
-//!   reply) only close Hearth's client connection: the clean-up already ran on the server.
+//!   clean-up (and so terminate the server connection, a denial of service to itself); so
+//!   before `COMMIT` the request's own timeout is set at session level (when the transaction
+//!   had failed that step fails too, but then the rollback undoes every `SET` of the
+//!   request), and the clean-up's `RESET ALL` returns it to the server's default.
+//! - Other doubts (a failed protocol step, a timeout, a broken reply) close Hearth's client
+//!   connection: the clean-up already ran on the server connection.
 
 use std::sync::atomic::AtomicUsize;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use futures_util::TryStreamExt as _;
 use hearth::wire::QueryResponse;
+use tokio_postgres::error::SqlState;
 use tokio_postgres::types::Type;
 use tokio_postgres::{Client, SimpleQueryMessage, Statement};
 
@@ -65,26 +73,57 @@ use crate::error::DbError;
 /// Sets the statement timeout for the session (see the module docs), unnamed.
 const SESSION_TIMEOUT_SQL: &str = "SELECT pg_catalog.set_config('statement_timeout', $1, false)";
 
-/// The request's server connection, unnamed.
-const BACKEND_SQL: &str = "SELECT pg_catalog.pg_backend_pid()";
+/// The session clean-up: what `DISCARD ALL` does but `DISCARD PLANS` (which cannot run in a
+/// block and holds no data), in one anonymous block inside an explicit transaction, then the
+/// check that no prepared statement is left, then `COMMIT`. Should anything fail, the server
+/// connection is left inside a failed transaction, which a pooler does not hand to another
+/// client (PgBouncer closes it when Hearth drops its connection); and if the block itself
+/// fails or is cancelled, or finds a prepared statement left, the server connection also
+/// terminates itself first (as its own role again: a role may end its own sessions).
+macro_rules! cleanup_block {
+    () => {
+        "BEGIN; DO $hearth$BEGIN \
+         EXECUTE 'SET SESSION AUTHORIZATION DEFAULT'; EXECUTE 'RESET ALL'; \
+         EXECUTE 'RESET ROLE'; EXECUTE 'CLOSE ALL'; EXECUTE 'UNLISTEN *'; \
+         EXECUTE 'DISCARD TEMP'; EXECUTE 'DISCARD SEQUENCES'; EXECUTE 'DEALLOCATE ALL'; \
+         PERFORM pg_catalog.pg_advisory_unlock_all(); \
+         IF EXISTS (SELECT FROM pg_catalog.pg_prepared_statements) THEN \
+           RAISE EXCEPTION 'prepared statements left'; \
+         END IF; \
+         EXCEPTION WHEN OTHERS OR query_canceled THEN \
+           EXECUTE 'RESET ROLE'; \
+           PERFORM pg_catalog.pg_terminate_backend(pg_catalog.pg_backend_pid()); \
+           RAISE; \
+         END$hearth$; \
+         SELECT true, pg_catalog.count(*) FILTER (WHERE from_sql), \
+                pg_catalog.count(*) FILTER (WHERE NOT from_sql) \
+         FROM pg_catalog.pg_prepared_statements; \
+         COMMIT"
+    };
+}
 
-/// Ends every request behind a transaction pooler: `COMMIT`, then in one anonymous block what
-/// `DISCARD ALL` does but `DISCARD PLANS` (which cannot run in the block and holds no data),
-/// then the check that no prepared statement is left. One query string: the pooler keeps the
-/// server connection for all of it.
-pub const FINISH_POOLED_SQL: &str = "COMMIT; \
-    DO $hearth$BEGIN \
-    EXECUTE 'SET SESSION AUTHORIZATION DEFAULT'; EXECUTE 'RESET ALL'; EXECUTE 'RESET ROLE'; \
-    EXECUTE 'CLOSE ALL'; EXECUTE 'UNLISTEN *'; EXECUTE 'DISCARD TEMP'; \
-    EXECUTE 'DISCARD SEQUENCES'; EXECUTE 'DEALLOCATE ALL'; \
-    PERFORM pg_catalog.pg_advisory_unlock_all(); \
-    END$hearth$; \
-    SELECT true, pg_catalog.count(*) FILTER (WHERE from_sql), \
-           pg_catalog.count(*) FILTER (WHERE NOT from_sql) \
-    FROM pg_catalog.pg_prepared_statements";
+/// Ends every request behind a transaction pooler, in one query string (the pooler keeps the
+/// server connection for all of it):
+///
+/// 1. inside the request's transaction, what a rollback would not undo — session advisory
+///    locks, SQL-prepared statements, sequence state — so that a `COMMIT` that fails (a
+///    deferred constraint, a serialization failure) leaves nothing: everything else the
+///    request did is rolled back with it;
+/// 2. `COMMIT`;
+/// 3. the full clean-up and the check, in a transaction of their own (see `cleanup_block!`).
+///
+/// When the transaction had already failed, step 1 fails with 25P02 and the rest is skipped;
+/// the server connection is still in the transaction (so the pooler keeps it for Hearth) and
+/// [`FINISH_POOLED_ABORTED_SQL`] follows.
+pub const FINISH_POOLED_SQL: &str = concat!(
+    "DO $hearth_pre$BEGIN PERFORM pg_catalog.pg_advisory_unlock_all(); \
+     EXECUTE 'DEALLOCATE ALL'; EXECUTE 'DISCARD SEQUENCES'; END$hearth_pre$; COMMIT; ",
+    cleanup_block!()
+);
 
-/// Bound on terminating a server connection left in doubt.
-const TERMINATE_TIMEOUT: Duration = Duration::from_secs(2);
+/// Ends a request whose transaction had failed: `ROLLBACK` (which undoes every `SET` of the
+/// request), then the clean-up block and the check.
+pub const FINISH_POOLED_ABORTED_SQL: &str = concat!("ROLLBACK; ", cleanup_block!());
 
 /// Whether `sql` would end the transaction it runs in.
 pub(crate) fn ends_transaction(sql: &str) -> bool {
@@ -129,7 +168,15 @@ fn set_config_step<'a>(
 
 fn finish_step(client: &Client) -> Step<'_> {
     Box::pin(async move {
-        let msgs = client.simple_query(FINISH_POOLED_SQL).await?;
+        let msgs = match client.simple_query(FINISH_POOLED_SQL).await {
+            Ok(msgs) => msgs,
+            // The transaction had failed: the server connection is still Hearth's.
+            Err(e) if e.code() == Some(&SqlState::IN_FAILED_SQL_TRANSACTION) => client
+                .simple_query(FINISH_POOLED_ABORTED_SQL)
+                .await
+                .map_err(cleanup_error)?,
+            Err(e) => return Err(cleanup_error(e)),
+        };
         let row = msgs.iter().find_map(|m| match m {
             SimpleQueryMessage::Row(r) => Some(r),
             _ => None,
@@ -147,6 +194,24 @@ fn finish_step(client: &Client) -> Step<'_> {
     })
 }
 
+/// The request's error for a failed end of request: a failing `COMMIT` is the request's own
+/// outcome (a deferred constraint, a serialization failure) and keeps its SQLSTATE; a failure
+/// inside Hearth's clean-up blocks is not the caller's, and says so.
+fn cleanup_error(e: tokio_postgres::Error) -> DbError {
+    let in_block = e
+        .as_db_error()
+        .and_then(|d| d.where_())
+        .is_some_and(|w| w.contains("inline_code_block"));
+    match e.code() {
+        Some(code) if in_block => DbError::DbUnavailable(format!(
+            "the session clean-up after the request failed (SQLSTATE {}); the transaction was \
+             not committed and the connection is closed",
+            code.code()
+        )),
+        _ => e.into(),
+    }
+}
+
 /// Whether the clean-up ran and left no prepared statement.
 fn cleaned(r: &Result<Out, DbError>) -> bool {
     matches!(
@@ -158,35 +223,21 @@ fn cleaned(r: &Result<Out, DbError>) -> bool {
     )
 }
 
-/// Terminates the server connection `pid` through the pooler; whichever server connection
-/// carries the request, the role may end its own sessions. Bounded; failures are logged.
-async fn terminate(client: &Client, pid: Option<i32>) {
-    let Some(pid) = pid else {
-        return;
-    };
-    tracing::warn!(
-        pid,
-        "a request left its server connection in doubt behind the pooler; terminating it"
-    );
-    let run = client.query_typed_raw(
-        "SELECT pg_catalog.pg_terminate_backend($1)",
-        [(pid, Type::INT4)],
-    );
-    let done = tokio::time::timeout(TERMINATE_TIMEOUT, async {
-        let stream = run.await?;
-        stream.try_collect::<Vec<_>>().await
-    })
-    .await;
-    match done {
-        Ok(Ok(_)) => {}
-        // The statement ran on the very connection it terminated.
-        Ok(Err(e)) if e.code() == Some(&tokio_postgres::error::SqlState::ADMIN_SHUTDOWN) => {}
-        _ => tracing::warn!(pid, "could not terminate the server connection"),
-    }
-}
-
 /// Runs one request on `lease` behind a transaction pooler; see the module docs.
 pub(crate) async fn run_on(
+    lease: &mut Lease,
+    settings: &[(String, String)],
+    statement_timeout_ms: &str,
+    stmts: &[StatementRef<'_>],
+    limits: Limits,
+) -> Result<Vec<QueryResponse>, DbError> {
+    let out = exchange(lease, settings, statement_timeout_ms, stmts, limits).await;
+    // The exchange completed: nothing of this request still runs on the server.
+    lease.cancel = false;
+    out
+}
+
+async fn exchange(
     lease: &mut Lease,
     settings: &[(String, String)],
     statement_timeout_ms: &str,
@@ -214,7 +265,7 @@ pub(crate) async fn run_on(
 
     // Round trip 1: the transaction, its settings, its server connection, the statements'
     // shapes.
-    let mut steps: Vec<Step<'_>> = Vec::with_capacity(3 + settings.len() + stmts.len());
+    let mut steps: Vec<Step<'_>> = Vec::with_capacity(2 + settings.len() + stmts.len());
     steps.push(Box::pin(async move {
         client.simple_query("BEGIN").await?;
         Ok(Out::Done)
@@ -233,30 +284,18 @@ pub(crate) async fn run_on(
             Some(value.as_str()),
         ));
     }
-    steps.push(Box::pin(async move {
-        let stream = client
-            .query_typed_raw(BACKEND_SQL, std::iter::empty::<(i32, Type)>())
-            .await?;
-        let rows: Vec<tokio_postgres::Row> = stream.try_collect().await?;
-        match rows.first().map(|r| r.try_get::<_, i32>(0)) {
-            Some(Ok(pid)) => Ok(Out::Backend(pid)),
-            _ => Err(DbError::DbUnavailable("no backend pid".into())),
-        }
-    }));
     for s in stmts {
         steps.push(Box::pin(async move {
             Ok(Out::Prepared(client.prepare(s.sql).await?))
         }));
     }
-    let protocol_steps = 3 + settings.len();
+    let protocol_steps = 2 + settings.len();
     let mut protocol_ok = true;
-    let mut backend = None;
     let mut prepared: Vec<Statement> = Vec::with_capacity(stmts.len());
     let mut failure: Option<DbError> = None;
     for (i, r) in join_in_order(steps).await.into_iter().enumerate() {
         match r {
             Ok(Out::Done) => {}
-            Ok(Out::Backend(pid)) => backend = Some(pid),
             Ok(Out::Prepared(st)) => prepared.push(st),
             Ok(_) => {
                 protocol_ok = false;
@@ -287,9 +326,6 @@ pub(crate) async fn run_on(
         // back. Dropping the statements first closes them inside the transaction.
         drop(prepared);
         let finished = finish_step(client).await;
-        if !cleaned(&finished) {
-            terminate(client, backend).await;
-        }
         let ok = protocol_ok && cleaned(&finished) && !e.connection_suspect();
         lease.clean = ok;
         if ok {
@@ -328,8 +364,8 @@ pub(crate) async fn run_on(
         Ok(Out::Cleaned { .. }) => {
             if !intact {
                 tracing::warn!(
-                    "the clean-up behind the pooler left prepared statements; the server \
-                     connection is terminated"
+                    "the clean-up behind the pooler did not find the session clean; the \
+                     connection is closed"
                 );
             }
             lease.clean = intact && protocol_ok;
@@ -351,9 +387,6 @@ pub(crate) async fn run_on(
     drop(prepared);
     if lease.clean {
         conn.last_used = Instant::now();
-    }
-    if !intact {
-        terminate(client, backend).await;
     }
     out
 }
