@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs everything the test suite needs, from the package registries only. Idempotent:
 # a second run checks and returns in about a second.
-#   - Debian: PostgreSQL 15 (the Aurora stand-in), curl, openssl (test TLS CA), iproute2 (ss)
+#   - Debian: PostgreSQL 15 (the Aurora stand-in), pgbouncer (the pooler stand-in), curl, openssl (test TLS CA), iproute2 (ss)
 #   - the project virtualenv .venv: moto, the Python AWS Encryption SDK, cfn-lint
 #   - tests/node/node_modules: the JavaScript AWS Encryption SDK, `npm ci` from the lockfile
 set -euo pipefail
@@ -9,6 +9,7 @@ cd "$(dirname "$0")/.."
 
 need_apt=()
 [ -x /usr/lib/postgresql/15/bin/initdb ] || need_apt+=(postgresql-15)
+[ -x /usr/sbin/pgbouncer ] || need_apt+=(pgbouncer)
 command -v curl >/dev/null || need_apt+=(curl)
 command -v openssl >/dev/null || need_apt+=(openssl)
 command -v ss >/dev/null || need_apt+=(iproute2)
@@ -21,8 +22,8 @@ if [ ${#need_apt[@]} -gt 0 ]; then
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
 fi
-# The Debian package starts a cluster on 5432; the tests never use it (they start their own
-# on free ports), so it is left alone.
+# The Debian packages start a cluster on 5432 and a PgBouncer on 6432; the tests never use
+# them (they start their own on free ports), so they are left alone.
 
 req=tests/python/requirements.txt
 stamp=.venv/.requirements.sha256

@@ -236,6 +236,26 @@ pub async fn run(p: &Peers, quick: bool) -> Result<Comparison, String> {
     .await?;
     drop(http);
 
+    // Hearth behind PgBouncer in transaction mode (HEARTH_DB_POOLER=transaction).
+    let mut http = Http::connect(p.hearth_pooled.port, Some(TOKEN)).await?;
+    let check = http.post_ok("/v1/db/query", query_body(0)).await?;
+    let v: Value = serde_json::from_slice(&check).map_err(|e| e.to_string())?;
+    if v["rowCount"] != json!(1) {
+        return Err(format!("Hearth behind PgBouncer returned {v}"));
+    }
+    let hearth_pooled = measure(warm, &mut http, |http, i| {
+        Box::pin(async move {
+            let b = http.post_ok("/v1/db/query", query_body(i)).await?;
+            if contains(&b, b"\"rowCount\":1") {
+                Ok(())
+            } else {
+                Err(format!("unexpected reply {}", String::from_utf8_lossy(&b)))
+            }
+        })
+    })
+    .await?;
+    drop(http);
+
     // Connect per invocation (SCRAM each time).
     let conn = p.pg_conn();
     let mut st = conn.clone();
@@ -269,6 +289,7 @@ pub async fn run(p: &Peers, quick: bool) -> Result<Comparison, String> {
             tenant: Some(TENANT.into()),
             context: BTreeMap::new(),
             row_mode: None,
+            numbers: None,
         };
         Box::pin(async move {
             let r = db
@@ -309,6 +330,7 @@ pub async fn run(p: &Peers, quick: bool) -> Result<Comparison, String> {
             Row::new("in-process pool (hearth-db `Db` as a library)", pool, "Hearth's pool and protocol without the HTTP hop"),
             Row::new("PgBouncer transaction mode, warm client connection", bouncer_warm, "BEGIN, set_config, SELECT, COMMIT as 4 round trips, unnamed statements"),
             Row::new("PgBouncer transaction mode, connect per invocation", bouncer_cold, "SCRAM to PgBouncer every time, then as above"),
+            Row::new("Hearth → PgBouncer (transaction) → Postgres", hearth_pooled, "HEARTH_DB_POOLER=transaction: BEGIN, timeout and tenant set_config, statement prepared inside the transaction (round trip 1); execute, COMMIT and the clean-up block (round trip 2)"),
         ],
         notes: vec![format!(
             "Same Postgres, same table (1,000 rows, ENABLE + FORCE ROW LEVEL SECURITY), same query `{QUERY}` as tenant `{TENANT}`, always one row. PgBouncer: pool_mode=transaction, default_pool_size=4, SCRAM on both sides."

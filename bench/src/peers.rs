@@ -16,6 +16,8 @@ use serde_json::json;
 pub const SECRET_ID: &str = "bench/api-key";
 /// The database secret (RDS JSON) Hearth's pool uses.
 pub const DB_SECRET_ID: &str = "bench/db";
+/// The same database through PgBouncer, for the Hearth that runs behind it.
+pub const DB_POOLED_SECRET_ID: &str = "bench/db-pgbouncer";
 /// Database, role and password of the application.
 pub const DB: &str = "hearth";
 /// Application role (SCRAM authentication, not superuser, no BYPASSRLS).
@@ -38,6 +40,9 @@ pub fn row_id(i: usize) -> i64 {
 pub struct Peers {
     /// Hearth (standalone binary, release build next to this one).
     pub hearth: Hearth,
+    /// A second Hearth whose pool connects through [`Peers::bouncer`], with
+    /// `HEARTH_DB_POOLER=transaction`.
+    pub hearth_pooled: Hearth,
     /// PgBouncer, transaction mode.
     pub bouncer: PgBouncer,
     /// PostgreSQL.
@@ -104,9 +109,31 @@ impl Peers {
             .and_then(|m| m.arn)
             .ok_or("CreateKey returned no ARN")?;
 
+        // A second Hearth whose pool goes through PgBouncer (HEARTH_DB_POOLER=transaction).
+        let pooled_secret = json!({"engine": "postgres", "host": "127.0.0.1", "port": bouncer.port,
+            "dbname": DB, "username": DB_USER, "password": DB_PASSWORD});
+        sm.create_secret()
+            .name(DB_POOLED_SECRET_ID)
+            .secret_string(pooled_secret.to_string())
+            .send()
+            .await
+            .map_err(|e| format!("CreateSecret: {e:?}"))?;
+
         let hearth = Hearth::start(&hearth_env(&moto, &key_arn)).await;
+        let mut env = moto.env();
+        for (k, v) in [
+            ("HEARTH_DB_SECRET_ID", DB_POOLED_SECRET_ID),
+            ("HEARTH_DB_TLS", "disable"),
+            ("HEARTH_DB_POOLER", "transaction"),
+            ("HEARTH_METRICS_EMF", "false"),
+            ("HEARTH_KMS_PREWARM_CONTEXT", "none"),
+        ] {
+            env.push((k.to_string(), v.to_string()));
+        }
+        let hearth_pooled = Hearth::start(&env).await;
         Ok(Peers {
             hearth,
+            hearth_pooled,
             bouncer,
             pg,
             moto,

@@ -23,6 +23,21 @@ pub enum TlsMode {
     },
 }
 
+/// What sits between Hearth and PostgreSQL.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum PoolerMode {
+    /// Hearth talks to PostgreSQL (or a session-mode pooler): one server session per
+    /// connection, named statements cached on it, `statement_timeout` as a startup option.
+    #[default]
+    None,
+    /// A transaction-mode pooler (PgBouncer `pool_mode = transaction`, RDS Proxy): each
+    /// transaction may run on another server connection. No startup `options` (poolers refuse
+    /// them), `statement_timeout` set transaction-locally, statements prepared inside the
+    /// request's transaction and deallocated before it ends, no SQL that ends the transaction
+    /// early, and the clean-up inside the same query string as `COMMIT` (see the crate docs).
+    Transaction,
+}
+
 /// Pool and request configuration.
 #[derive(Debug, Clone)]
 pub struct DbConfig {
@@ -58,6 +73,10 @@ pub struct DbConfig {
     /// rows stream in; beyond it the request fails with [`crate::DbError::ResultTooLarge`].
     /// The default is Lambda's 6 MB limit on a synchronous response.
     pub max_result_bytes: usize,
+    /// Direct to PostgreSQL, or through a transaction-mode pooler.
+    pub pooler: PoolerMode,
+    /// Form of `int8` and `numeric` results when a request does not say.
+    pub numbers: hearth::wire::NumberMode,
 }
 
 /// Default of [`DbConfig::max_result_bytes`]: Lambda's limit on a synchronous response.
@@ -80,6 +99,8 @@ impl DbConfig {
             tls,
             statement_cache_size: 128,
             max_result_bytes: DEFAULT_MAX_RESULT_BYTES,
+            pooler: PoolerMode::None,
+            numbers: hearth::wire::NumberMode::Number,
         }
     }
 

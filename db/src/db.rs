@@ -12,12 +12,13 @@ use deadpool::managed::{Object, Pool, PoolError, TimeoutType, Timeouts};
 use deadpool::Runtime;
 use futures_util::TryStreamExt as _;
 use hearth::wire::{
-    Column, QueryRequest, QueryResponse, RowMode, TransactionRequest, TransactionResponse,
+    Column, NumberMode, QueryRequest, QueryResponse, RowMode, TransactionRequest,
+    TransactionResponse,
 };
 use tokio_postgres::types::Type;
 use tokio_postgres::{SimpleQueryMessage, Statement};
 
-use crate::config::{DbConfig, TlsMode};
+use crate::config::{DbConfig, PoolerMode, TlsMode};
 use crate::credentials::CredentialSource;
 use crate::error::DbError;
 use crate::params::{self, Param};
@@ -49,7 +50,7 @@ pub const FINISH_SQL: &str = "COMMIT; \
     FROM pg_catalog.pg_prepared_statements";
 
 /// Slack on top of the server-side statement timeout before the client gives up.
-const CLIENT_GRACE: Duration = Duration::from_secs(1);
+pub(crate) const CLIENT_GRACE: Duration = Duration::from_secs(1);
 
 /// Pool counters for the extension's metrics.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -95,9 +96,9 @@ impl std::fmt::Debug for Db {
 }
 
 /// A statement of a request, borrowed from the wire type.
-struct StatementRef<'a> {
-    sql: &'a str,
-    params: &'a [serde_json::Value],
+pub(crate) struct StatementRef<'a> {
+    pub(crate) sql: &'a str,
+    pub(crate) params: &'a [serde_json::Value],
 }
 
 impl Db {
@@ -168,7 +169,13 @@ impl Db {
         }];
         let mode = req.row_mode.unwrap_or_default();
         let mut results = self
-            .run(req.tenant.as_deref(), &req.context, mode, &stmts)
+            .run(
+                req.tenant.as_deref(),
+                &req.context,
+                mode,
+                req.numbers,
+                &stmts,
+            )
             .await?;
         results
             .pop()
@@ -195,7 +202,13 @@ impl Db {
             .collect();
         let mode = req.row_mode.unwrap_or_default();
         let results = self
-            .run(req.tenant.as_deref(), &req.context, mode, &stmts)
+            .run(
+                req.tenant.as_deref(),
+                &req.context,
+                mode,
+                req.numbers,
+                &stmts,
+            )
             .await?;
         Ok(TransactionResponse { results })
     }
@@ -265,6 +278,7 @@ impl Db {
         Ok(Lease {
             obj: Some(obj),
             clean: false,
+            cancel: true,
             counters: self.counters.clone(),
         })
     }
@@ -274,6 +288,7 @@ impl Db {
         tenant: Option<&str>,
         context: &BTreeMap<String, String>,
         mode: RowMode,
+        numbers: Option<NumberMode>,
         stmts: &[StatementRef<'_>],
     ) -> Result<Vec<QueryResponse>, DbError> {
         let settings = self.settings(tenant, context)?;
@@ -282,10 +297,20 @@ impl Db {
         let limits = Limits {
             as_array: mode == RowMode::Array,
             max_bytes: self.config.max_result_bytes,
+            numbers_as_strings: numbers.unwrap_or(self.config.numbers) == NumberMode::String,
         };
         // If this future is dropped (client went away) or times out, `lease` is dropped
         // without being marked clean and the connection is closed, never reused mid-request.
-        match tokio::time::timeout(bound, run_on(&mut lease, &settings, stmts, limits)).await {
+        let work = async {
+            match self.config.pooler {
+                PoolerMode::None => run_on(&mut lease, &settings, stmts, limits).await,
+                PoolerMode::Transaction => {
+                    let timeout = self.config.statement_timeout.as_millis().max(1).to_string();
+                    crate::pooled::run_on(&mut lease, &settings, &timeout, stmts, limits).await
+                }
+            }
+        };
+        match tokio::time::timeout(bound, work).await {
             Ok(r) => r,
             Err(_) => Err(DbError::StatementTimeout),
         }
@@ -293,9 +318,13 @@ impl Db {
 }
 
 /// A checked-out connection that goes back to the pool only when marked clean.
-struct Lease {
-    obj: Option<Object<Manager>>,
-    clean: bool,
+pub(crate) struct Lease {
+    pub(crate) obj: Option<Object<Manager>>,
+    pub(crate) clean: bool,
+    /// Send a cancel request when discarding: something may still run on the server. Cleared
+    /// when the request's exchange completed (behind a pooler a cancel for a client that is
+    /// closing is pointless, and PgBouncer 1.18 can crash on it).
+    pub(crate) cancel: bool,
     counters: Arc<Counters>,
 }
 
@@ -309,7 +338,9 @@ impl Drop for Lease {
                 // Detach from the pool; cancel what may still run, and dropping the PgConn
                 // closes the socket, so the server rolls back whatever was open.
                 let conn = Object::take(obj);
-                conn.cancel_in_background();
+                if self.cancel {
+                    conn.cancel_in_background();
+                }
                 drop(conn);
             }
         }
@@ -318,16 +349,20 @@ impl Drop for Lease {
 
 /// How results are shaped and bounded for one request.
 #[derive(Clone, Copy)]
-struct Limits {
-    as_array: bool,
+pub(crate) struct Limits {
+    pub(crate) as_array: bool,
     /// Cap on the bytes of all results of the request together.
-    max_bytes: usize,
+    pub(crate) max_bytes: usize,
+    /// `int8` and `numeric` as decimal strings.
+    pub(crate) numbers_as_strings: bool,
 }
 
 /// What one step of the pipeline produced.
-enum Out {
+pub(crate) enum Out {
     /// A protocol step (BEGIN, a setting, COMMIT) that succeeded.
     Done,
+    /// A statement prepared inside the request's transaction (pooler mode).
+    Prepared(Statement),
     /// A statement's results.
     Rows(QueryResponse),
     /// A statement that ran, but whose results cannot be returned.
@@ -340,7 +375,7 @@ enum Out {
     },
 }
 
-type Step<'a> = Pin<Box<dyn Future<Output = Result<Out, DbError>> + Send + 'a>>;
+pub(crate) type Step<'a> = Pin<Box<dyn Future<Output = Result<Out, DbError>> + Send + 'a>>;
 
 /// The request protocol on one connection.
 ///
@@ -373,27 +408,7 @@ async fn run_on(
             }
         };
         lease.clean = true;
-        if stmt.columns().is_empty() && returns_undescribed_rows(s.sql) {
-            return Err(DbError::InvalidRequest(
-                "FETCH and EXECUTE return rows whose columns the server does not describe in \
-                 advance, so Hearth cannot return them: select from the query directly"
-                    .into(),
-            ));
-        }
-        if let Some(col) = stmt
-            .columns()
-            .iter()
-            .find(|c| !values::supported(c.type_()))
-        {
-            return Err(DbError::UnsupportedType {
-                column: col.name().to_owned(),
-                type_name: col.type_().name().to_owned(),
-            });
-        }
-        if !limits.as_array {
-            check_unique_names(&stmt)?;
-        }
-        let params = params::convert_all(s.params, stmt.params())?;
+        let params = check_statement(&stmt, s, limits)?;
         prepared.push((stmt, params));
     }
     lease.clean = false;
@@ -475,6 +490,38 @@ async fn run_on(
         Ok(_) => Err(DbError::DbUnavailable("pipeline out of order".into())),
         Err(e) => Err(e),
     };
+    let mut evicted = Vec::new();
+    let out = assemble(
+        &mut lease.clean,
+        results,
+        1 + settings.len(),
+        stmts,
+        committed,
+        limits,
+        &mut evicted,
+    );
+    for sql in evicted {
+        conn.evict(sql);
+    }
+    if lease.clean {
+        conn.last_used = Instant::now();
+    }
+    out
+}
+
+/// Turns the outcomes of the pipeline's steps (without the final clean-up step) into the
+/// request's result: the statements' responses, or the first error, with what it means for
+/// the transaction. A step that shows the connection broken or tampered with clears `clean`;
+/// statements whose SQL failed on the server are listed in `evicted`.
+pub(crate) fn assemble<'s>(
+    clean: &mut bool,
+    results: Vec<Result<Out, DbError>>,
+    protocol_steps: usize,
+    stmts: &[StatementRef<'s>],
+    committed: Result<(), DbError>,
+    limits: Limits,
+    evicted: &mut Vec<&'s str>,
+) -> Result<Vec<QueryResponse>, DbError> {
     let mut responses = Vec::with_capacity(stmts.len());
     let mut first_err = None;
     let mut server_failed = false;
@@ -488,28 +535,25 @@ async fn run_on(
             Ok(Out::Undecodable(column)) => {
                 undeliverable.get_or_insert(Some(column));
             }
-            Ok(Out::Done | Out::Cleaned { .. }) => {}
+            Ok(Out::Done | Out::Cleaned { .. } | Out::Prepared(_)) => {}
             Err(e) => {
                 // A step that shows the connection broken or its statements tampered with
                 // (26000) closes it, whatever the clean-up said.
                 if e.connection_suspect() {
-                    lease.clean = false;
+                    *clean = false;
                 }
                 server_failed |= e.server().is_some() || e.sqlstate().is_some();
                 if first_err.is_none() {
                     // Steps before the statements are BEGIN and the settings.
-                    if let Some(s) = i.checked_sub(1 + settings.len()).and_then(|k| stmts.get(k)) {
+                    if let Some(s) = i.checked_sub(protocol_steps).and_then(|k| stmts.get(k)) {
                         if matches!(e, DbError::Sql(_)) {
-                            conn.evict(s.sql);
+                            evicted.push(s.sql);
                         }
                     }
                     first_err = Some(e);
                 }
             }
         }
-    }
-    if lease.clean {
-        conn.last_used = Instant::now();
     }
     if let Some(e) = first_err {
         // A statement whose reply the driver could not read (COPY ... TO STDOUT, a failing
@@ -539,17 +583,54 @@ async fn run_on(
     }
 }
 
+/// Refuses what cannot be run or returned (undescribed rows, unsupported column types,
+/// duplicate names in object rows) and converts the parameters to the statement's types.
+pub(crate) fn check_statement(
+    stmt: &Statement,
+    s: &StatementRef<'_>,
+    limits: Limits,
+) -> Result<Vec<Param>, DbError> {
+    if stmt.columns().is_empty() && returns_undescribed_rows(s.sql) {
+        return Err(DbError::InvalidRequest(
+            "FETCH and EXECUTE return rows whose columns the server does not describe in \
+             advance, so Hearth cannot return them: select from the query directly"
+                .into(),
+        ));
+    }
+    if let Some(col) = stmt
+        .columns()
+        .iter()
+        .find(|c| !values::supported(c.type_()))
+    {
+        return Err(DbError::UnsupportedType {
+            column: col.name().to_owned(),
+            type_name: col.type_().name().to_owned(),
+        });
+    }
+    if !limits.as_array {
+        check_unique_names(stmt)?;
+    }
+    params::convert_all(s.params, stmt.params())
+}
+
 /// Whether a statement the server describes as returning no rows may return some anyway:
 /// `FETCH` from a cursor and `EXECUTE` of a SQL-prepared statement, whose rows would reach the
 /// client without a description. Decided on the first keyword after whitespace and comments.
-fn returns_undescribed_rows(sql: &str) -> bool {
+pub(crate) fn returns_undescribed_rows(sql: &str) -> bool {
+    let (word, _) = next_word(sql);
+    word.eq_ignore_ascii_case("fetch") || word.eq_ignore_ascii_case("execute")
+}
+
+/// The next keyword of `sql` after whitespace and comments (`--` and nested `/* */`, as
+/// PostgreSQL reads them), and the text after it. The extended protocol takes one statement
+/// per message, so the first keyword says what kind of statement it is.
+pub(crate) fn next_word(sql: &str) -> (String, &str) {
     let mut rest = sql;
     loop {
         rest = rest.trim_start();
         if let Some(r) = rest.strip_prefix("--") {
             rest = r.split_once('\n').map_or("", |(_, after)| after);
         } else if rest.starts_with("/*") {
-            // Nested block comments, as PostgreSQL reads them.
             let mut depth = 0usize;
             let mut end = rest.len();
             let bytes = rest.as_bytes();
@@ -576,11 +657,10 @@ fn returns_undescribed_rows(sql: &str) -> bool {
             break;
         }
     }
-    let word: String = rest
-        .chars()
-        .take_while(|c| c.is_ascii_alphabetic())
-        .collect();
-    word.eq_ignore_ascii_case("fetch") || word.eq_ignore_ascii_case("execute")
+    let len = rest
+        .find(|c: char| !c.is_ascii_alphabetic())
+        .unwrap_or(rest.len());
+    (rest[..len].to_owned(), &rest[len..])
 }
 
 /// Object rows need distinct column names; refused before anything runs.
@@ -601,7 +681,7 @@ fn check_unique_names(stmt: &Statement) -> Result<(), DbError> {
 /// Runs one statement and converts its rows as they arrive. Once the request's byte budget is
 /// spent, or a value cannot be converted, the rows are still read (the server sends them
 /// anyway, and the protocol must reach its end) but dropped at once, never buffered.
-async fn run_statement(
+pub(crate) async fn run_statement(
     client: &tokio_postgres::Client,
     stmt: &Statement,
     params: &[Param],
@@ -625,7 +705,7 @@ async fn run_statement(
             continue;
         }
         budget.store(left - size, Ordering::Relaxed);
-        match values::row_to_json(&row, limits.as_array) {
+        match values::row_to_json(&row, limits.as_array, limits.numbers_as_strings) {
             Ok(v) => rows.push(v),
             Err(column) => {
                 rows = Vec::new();
@@ -653,7 +733,9 @@ async fn run_statement(
 
 /// Polls every future in index order until all are done. Unlike `join_all`, the order of
 /// first polls is guaranteed, which is the order tokio-postgres writes the requests in.
-async fn join_in_order<T>(mut futs: Vec<Pin<Box<dyn Future<Output = T> + Send + '_>>>) -> Vec<T> {
+pub(crate) async fn join_in_order<T>(
+    mut futs: Vec<Pin<Box<dyn Future<Output = T> + Send + '_>>>,
+) -> Vec<T> {
     let mut out: Vec<Option<T>> = futs.iter().map(|_| None).collect();
     poll_fn(|cx| {
         let mut pending = false;

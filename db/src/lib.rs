@@ -7,8 +7,11 @@
 //! - [`credentials`]: [`DbCredentials`], the [`CredentialSource`] trait the extension implements
 //!   over its Secrets Manager cache, [`StaticCredentials`], [`SwappableCredentials`].
 //! - [`error`]: [`DbError`] with stable codes and HTTP categories.
+//! - [`iam`]: [`IamCredentials`], IAM authentication tokens as passwords (`HEARTH_DB_AUTH=iam`).
 //! - `pool`: the deadpool manager (connect, 28P01 refetch, role check, idle verification).
 //! - `db`: [`Db`] and the request protocol.
+//! - `pooled`: the request protocol behind a transaction-mode pooler
+//!   ([`PoolerMode::Transaction`]: PgBouncer, RDS Proxy); see its module docs.
 //! - `params`, `values`, `numeric`: JSON ↔ Postgres conversion. `tls`: rustls adapter.
 //!
 //! # The isolation invariant
@@ -46,6 +49,14 @@
 //! the connection is closed: rare, and safe. `COMMIT`, `BEGIN` or `ROLLBACK` inside user SQL
 //! only change that request's own transaction; the final `COMMIT` ends whatever is open, and
 //! the clean-up resets what a statement run outside the transaction set.
+//!
+//! Behind a transaction-mode pooler ([`PoolerMode::Transaction`]) closing Hearth's connection
+//! does not close the server's, so the invariant is kept for the server connection that ran
+//! the request by other means: one transaction per request (SQL that ends it is refused), no
+//! named statement outliving it, what a rollback would not undo cleaned before `COMMIT` and
+//! the rest after it in the same query string, and a server connection whose clean-up fails
+//! left to the pooler inside a failed transaction and closed (it also terminates itself):
+//! [`FINISH_POOLED_SQL`] and the `pooled` module.
 //!
 //! What a session clean-up cannot undo is not session state: rows, DDL, and persistent
 //! settings the role may make. That is why the role check (below) runs on every new
@@ -112,7 +123,11 @@
 //! On every new connection, before anything else runs, one query string checks the session;
 //! a role that escapes RLS is refused ([`DbError::PrivilegedRole`], naming every reason with
 //! its fix) unless [`DbConfig::allow_privileged_role`]. The check pins `search_path` to
-//! `pg_catalog` for its own transaction, so no operator a user defined can change its answer.
+//! `pg_catalog, pg_temp` for its own transaction, so no operator a user defined, and no
+//! temporary table, can change its answer. (The session's temporary schema, which comes first
+//! when the path does not name it, is not counted as a schema before `pg_catalog`: it is never
+//! searched for functions or operators, and behind a transaction pooler a new connection may
+//! land on a server connection that once had a temporary table.)
 //!
 //! | the role | why it escapes RLS | fix named in the error |
 //! |---|---|---|
@@ -165,9 +180,9 @@
 //! |---|---|---|
 //! | `bool` | `true` / `false` | boolean |
 //! | `int2`, `int4`, `oid` | integer, or decimal string | number |
-//! | `int8` | integer or decimal string, full 64-bit range (beyond 2^53 too) | number, exact (e.g. `9007199254740993`) |
+//! | `int8` | integer or decimal string, full 64-bit range (beyond 2^53 too) | number, exact (e.g. `9007199254740993`); a decimal string with `numbers: string` |
 //! | `float4`, `float8` | number; `"NaN"`, `"Infinity"`, `"-Infinity"` | number (shortest exact form); those three as strings |
-//! | `numeric` | number or decimal string, exact (`1e3` allowed); `"NaN"`, `"±Infinity"` | number with the column's scale kept (`1.50`), exact; NaN/Infinity as strings |
+//! | `numeric` | number or decimal string, exact (`1e3` allowed); `"NaN"`, `"±Infinity"` | number with the column's scale kept (`1.50`), exact; NaN/Infinity as strings; a decimal string (`"1.50"`) with `numbers: string` |
 //! | `text`, `varchar`, `bpchar`, `name`, enums | string | string |
 //! | `"char"` | — | one-character string |
 //! | `uuid` | string | string |
@@ -183,23 +198,59 @@
 //! | anything else | [`DbError::ParamType`]: cast the placeholder, e.g. `$1::text` | [`DbError::UnsupportedType`] before the statement runs: cast the column, e.g. `col::text` |
 //!
 //! Numbers travel as exact decimal text (`serde_json`'s `arbitrary_precision`), never through
-//! `f64`, except `float4`/`float8` which are binary floats in Postgres too.
+//! `f64`, except `float4`/`float8` which are binary floats in Postgres too. JavaScript's
+//! `JSON.parse` and Python's `json.loads` (for non-integers) still round such numbers, so a
+//! request's `numbers: "string"` (default [`DbConfig::numbers`], `HEARTH_DB_NUMBERS`) returns
+//! `int8` and `numeric` values, also inside arrays, as decimal strings; numbers inside
+//! `json`/`jsonb` values are the document's own and stay numbers.
+//!
+//! # Why the pool is deadpool's generic pool, not deadpool-postgres
+//!
+//! The design names deadpool-postgres (`Manager::from_connect` with a `Connect` that fetches
+//! current credentials per connection). Checked against deadpool-postgres 0.14.2, it cannot
+//! carry what this crate must keep:
+//!
+//! - **Errors.** `Connect::connect` and the manager return `tokio_postgres::Error`, which has
+//!   no public constructor: a refused role ([`DbError::PrivilegedRole`] with every reason and
+//!   its fix), [`DbError::TlsRequired`], [`DbError::CredentialsUnavailable`] (secret or IAM
+//!   signing failed) and the refusal answered from the cache without connecting could only
+//!   surface as a generic connection error, losing their stable codes.
+//! - **Recycling.** `RecyclingMethod` is `Fast` (no check: TESTING.md shows it hands out a
+//!   connection the server killed during a freeze), or a query on *every* checkout
+//!   (`Verified`, `Clean`, `Custom`): one more round trip per request. Hearth verifies only
+//!   connections idle longer than [`DbConfig::verify_idle_after`].
+//! - **Statement cache.** `ClientWrapper`'s cache is an unbounded map keyed by SQL text. The
+//!   isolation check reads `pg_prepared_statements`, whose cost grows with every statement a
+//!   connection holds — measured above: 238 µs p50 per request, 343 µs with 120 more cached
+//!   statements (about 1 µs per statement) — and every distinct SQL text a caller sends would
+//!   stay prepared on the server for the connection's life. Hearth keeps a bounded cache
+//!   ([`DbConfig::statement_cache_size`], oldest evicted) and counts what it holds for the
+//!   check. `RecyclingMethod::Clean` is the same clean-up as [`FINISH_SQL`] without the
+//!   prepared-statement check and runs after the request instead of in its round trip.
+//!
+//! So the pool is deadpool's `managed::Pool` (what deadpool-postgres builds on) with this
+//! crate's `Manager`; credentials come from a [`CredentialSource`] per new connection — the
+//! secrets cache or [`IamCredentials`] — which is what `from_connect` was wanted for.
 
 pub mod config;
 pub mod credentials;
 mod db;
 pub mod error;
+pub mod iam;
 mod numeric;
 mod params;
 mod pool;
+mod pooled;
 mod tls;
 mod values;
 
 pub use config::{
-    ConfigError, DbConfig, TlsMode, DEFAULT_MAX_RESULT_BYTES, DEFAULT_TENANT_SETTING,
+    ConfigError, DbConfig, PoolerMode, TlsMode, DEFAULT_MAX_RESULT_BYTES, DEFAULT_TENANT_SETTING,
 };
 pub use credentials::{
     CredentialSource, CredentialsFuture, DbCredentials, StaticCredentials, SwappableCredentials,
 };
 pub use db::{Db, DbStats, FINISH_SQL, MAX_STATEMENTS, SET_CONFIG_SQL};
 pub use error::{DbError, ErrorKind, ServerError};
+pub use iam::IamCredentials;
+pub use pooled::{FINISH_POOLED_ABORTED_SQL, FINISH_POOLED_SQL};

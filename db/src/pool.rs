@@ -17,7 +17,7 @@ use tokio_postgres::config::SslMode;
 use tokio_postgres::tls::{MakeTlsConnect, TlsConnect};
 use tokio_postgres::{Client, NoTls, SimpleQueryMessage, Socket, Statement};
 
-use crate::config::{DbConfig, TlsMode};
+use crate::config::{DbConfig, PoolerMode, TlsMode};
 use crate::credentials::{CredentialSource, DbCredentials};
 use crate::error::DbError;
 use crate::tls::{is_local_host, RustlsConnect};
@@ -184,7 +184,7 @@ fn role_check_sql() -> String {
          UNION ALL SELECT 'session', pg_catalog.session_user()::text \
          UNION ALL SELECT 'role', pg_catalog.current_user()::text \
          UNION ALL SELECT 'row_security', pg_catalog.current_setting('row_security'); \
-         BEGIN; SET LOCAL search_path = pg_catalog; \
+         BEGIN; SET LOCAL search_path = pg_catalog, pg_temp; \
          WITH me AS (SELECT oid, rolsuper, rolbypassrls, rolcreaterole FROM pg_roles \
                      WHERE rolname = current_user), \
               rls AS (SELECT oid, relowner, relforcerowsecurity FROM pg_class \
@@ -245,9 +245,15 @@ fn role_refusal(msgs: &[SimpleQueryMessage]) -> Result<RoleRefusal, DbError> {
                 .to_owned(),
         );
     }
+    // The session's temporary schema comes first when the path does not name it, but it is
+    // never searched for functions or operators; behind a transaction pooler a new connection
+    // may land on a server connection that once had a temporary table.
     if let Some(first) = fact("schemas")
         .as_deref()
-        .and_then(|s| s.split(',').find(|x| !x.is_empty()))
+        .and_then(|s| {
+            s.split(',')
+                .find(|x| !x.is_empty() && !x.starts_with("pg_temp_"))
+        })
         .filter(|x| *x != "pg_catalog")
     {
         reasons.push(format!(
@@ -318,12 +324,17 @@ impl Manager {
             .password(creds.password.as_bytes())
             .application_name("hearth")
             .connect_timeout(self.config.connect_timeout)
-            .keepalives(true)
+            .keepalives(true);
+        if self.config.pooler == PoolerMode::None {
             // Startup-packet settings are the session defaults that `RESET ALL` returns to.
-            .options(format!(
+            // A transaction-mode pooler refuses the `options` parameter (PgBouncer: 08P01
+            // "unsupported startup parameter"); there every request sets the timeout
+            // transaction-locally instead.
+            pg.options(format!(
                 "-c statement_timeout={}",
                 self.config.statement_timeout.as_millis().max(1)
             ));
+        }
         let bound = self.config.connect_timeout;
         let timed_out = || DbError::DbUnavailable(format!("connect timed out after {bound:?}"));
         let (client, driver) = match (&self.config.tls, &self.tls) {

@@ -79,14 +79,15 @@ fn array_json_size(member: &Type, raw: &[u8]) -> Option<usize> {
 
 /// Converts one row to JSON: an object keyed by column name, or an array in column order.
 /// The error names the column whose value could not be converted.
-pub(crate) fn row_to_json(row: &Row, as_array: bool) -> Result<Value, String> {
+/// With `strings`, `int8` and `numeric` values are decimal strings.
+pub(crate) fn row_to_json(row: &Row, as_array: bool, strings: bool) -> Result<Value, String> {
     let mut values = Vec::with_capacity(row.len());
     for (i, col) in row.columns().iter().enumerate() {
         let bad = || col.name().to_owned();
         let Raw(raw) = row.try_get::<_, Raw<'_>>(i).map_err(|_| bad())?;
         let value = match raw {
             None => Value::Null,
-            Some(raw) => to_json(col.type_(), raw).map_err(|_| bad())?,
+            Some(raw) => to_json(col.type_(), raw, strings).map_err(|_| bad())?,
         };
         values.push(value);
     }
@@ -137,10 +138,10 @@ fn timestamp(raw: &[u8]) -> Result<Result<NaiveDateTime, &'static str>, BoxError
     })
 }
 
-fn to_json(ty: &Type, raw: &[u8]) -> Result<Value, BoxError> {
+fn to_json(ty: &Type, raw: &[u8], strings: bool) -> Result<Value, BoxError> {
     match ty.kind() {
-        Kind::Array(member) => return array(member, raw),
-        Kind::Domain(base) => return to_json(base, raw),
+        Kind::Array(member) => return array(member, raw, strings),
+        Kind::Domain(base) => return to_json(base, raw, strings),
         Kind::Enum(_) => return Ok(Value::String(String::from_utf8(raw.to_vec())?)),
         _ => {}
     }
@@ -149,7 +150,14 @@ fn to_json(ty: &Type, raw: &[u8]) -> Result<Value, BoxError> {
         Type::BOOL => Value::Bool(bool::from_sql(ty, raw)?),
         Type::INT2 => Value::from(i16::from_sql(ty, raw)?),
         Type::INT4 => Value::from(i32::from_sql(ty, raw)?),
-        Type::INT8 => number(&i64::from_sql(ty, raw)?.to_string())?,
+        Type::INT8 => {
+            let text = i64::from_sql(ty, raw)?.to_string();
+            if strings {
+                Value::String(text)
+            } else {
+                number(&text)?
+            }
+        }
         Type::OID => Value::from(u32::from_sql(ty, raw)?),
         Type::FLOAT4 => {
             // Format as f32 so 0.1 stays 0.1 rather than 0.10000000149011612.
@@ -161,6 +169,7 @@ fn to_json(ty: &Type, raw: &[u8]) -> Result<Value, BoxError> {
             float_text(f.to_string(), f.is_finite())?
         }
         Type::NUMERIC => match numeric::decode(raw)? {
+            Numeric::Finite(text) if strings => Value::String(text),
             Numeric::Finite(text) => number(&text)?,
             Numeric::Special(s) => Value::String(s.to_owned()),
         },
@@ -199,7 +208,7 @@ fn to_json(ty: &Type, raw: &[u8]) -> Result<Value, BoxError> {
 }
 
 /// Arrays of any supported member type; multi-dimensional arrays become nested JSON arrays.
-fn array(member: &Type, raw: &[u8]) -> Result<Value, BoxError> {
+fn array(member: &Type, raw: &[u8], strings: bool) -> Result<Value, BoxError> {
     use fallible_iterator::FallibleIterator as _;
     use postgres_protocol::types::array_from_sql;
 
@@ -209,7 +218,7 @@ fn array(member: &Type, raw: &[u8]) -> Result<Value, BoxError> {
         .values()
         .map(|v| match v {
             None => Ok(Value::Null),
-            Some(raw) => to_json(member, raw),
+            Some(raw) => to_json(member, raw, strings),
         })
         .collect()?;
     if dims.is_empty() {

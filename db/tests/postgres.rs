@@ -99,6 +99,7 @@ fn q(sql: &str, tenant: Option<&str>, params: Vec<Value>) -> QueryRequest {
         tenant: tenant.map(str::to_owned),
         context: BTreeMap::new(),
         row_mode: None,
+        numbers: None,
     }
 }
 
@@ -107,6 +108,7 @@ fn tx(tenant: Option<&str>, sqls: &[&str]) -> TransactionRequest {
         tenant: tenant.map(str::to_owned),
         context: BTreeMap::new(),
         row_mode: None,
+        numbers: None,
         statements: sqls
             .iter()
             .map(|s| Statement {
@@ -1480,6 +1482,7 @@ async fn hostile_sql_leaves_nothing_for_the_next_request() {
         tenant: Some(a.into()),
         context: BTreeMap::new(),
         row_mode: None,
+        numbers: None,
         statements,
     };
     bounded("replace", db.transaction(&req)).await.unwrap();

@@ -5,6 +5,10 @@
 //! rejects the password (SQLSTATE 28P01, after a rotation) the pool asks again with
 //! `force_refresh`, which refetches the secret past the cache — and that refetch also
 //! updates the cache, so every later reader sees the rotated value.
+//!
+//! With `HEARTH_DB_AUTH=iam` the endpoint comes from the secret (its password unused) or from
+//! `HEARTH_DB_HOST`/`PORT`/`USER`/`NAME`, and the password is an IAM authentication token
+//! signed with the extension's own SDK configuration ([`hearth_db::IamCredentials`]).
 
 use std::sync::Arc;
 
@@ -12,10 +16,11 @@ use hearth::wire::{
     QueryRequest, QueryResponse, SecretValue, TransactionRequest, TransactionResponse,
 };
 use hearth_db::{
-    CredentialSource, CredentialsFuture, Db, DbConfig, DbCredentials, DbError, TlsMode,
+    CredentialSource, CredentialsFuture, Db, DbConfig, DbCredentials, DbError, IamCredentials,
+    StaticCredentials, TlsMode,
 };
 
-use crate::config::{DbSettings, DbTls};
+use crate::config::{DbAuth, DbSettings, DbTls};
 use crate::metrics::{Counter, Gauge, Metrics};
 use crate::secrets::{SecretKey, SecretsCache};
 
@@ -23,6 +28,8 @@ use crate::secrets::{SecretKey, SecretsCache};
 struct SecretCredentials {
     secrets: SecretsCache,
     secret_id: String,
+    /// False with IAM auth: the secret gives the endpoint, the token the password.
+    need_password: bool,
 }
 
 impl CredentialSource for SecretCredentials {
@@ -40,13 +47,13 @@ impl CredentialSource for SecretCredentials {
                 .get(&key, force_refresh)
                 .await
                 .map_err(|e| format!("database secret {:?}: {}", self.secret_id, e.code()))?;
-            parse_rds_secret(&value)
+            parse_rds_secret(&value, self.need_password)
         })
     }
 }
 
 /// Parses the RDS secret JSON. Errors name the missing field, never a value.
-fn parse_rds_secret(v: &SecretValue) -> Result<DbCredentials, String> {
+fn parse_rds_secret(v: &SecretValue, need_password: bool) -> Result<DbCredentials, String> {
     let text = v
         .secret_string
         .as_deref()
@@ -76,7 +83,11 @@ fn parse_rds_secret(v: &SecretValue) -> Result<DbCredentials, String> {
         port,
         dbname: field("dbname").unwrap_or_else(|| "postgres".to_string()),
         username: need("username")?,
-        password: need("password")?,
+        password: if need_password {
+            need("password")?
+        } else {
+            String::new()
+        },
     })
 }
 
@@ -103,6 +114,7 @@ impl Database {
     pub fn new(
         settings: &DbSettings,
         secrets: SecretsCache,
+        sdk: &aws_config::SdkConfig,
         metrics: &Metrics,
     ) -> Result<Database, DbError> {
         let tls = match &settings.tls {
@@ -123,10 +135,40 @@ impl Database {
         cfg.tenantless = settings.tenantless;
         cfg.allow_privileged_role = settings.allow_privileged_role;
         cfg.max_result_bytes = settings.max_result_bytes.get();
-        let source = Arc::new(SecretCredentials {
-            secrets,
-            secret_id: settings.secret_id.clone(),
-        });
+        cfg.pooler = settings.pooler;
+        cfg.numbers = settings.numbers;
+        let base: Arc<dyn CredentialSource> = match (&settings.endpoint, &settings.secret_id) {
+            (Some(e), _) => Arc::new(StaticCredentials::new(DbCredentials {
+                host: e.host.clone(),
+                port: e.port,
+                dbname: e.dbname.clone(),
+                username: e.user.clone(),
+                password: String::new(),
+            })),
+            (None, Some(id)) => Arc::new(SecretCredentials {
+                secrets,
+                secret_id: id.clone(),
+                need_password: settings.auth == DbAuth::Secret,
+            }),
+            (None, None) => {
+                return Err(DbError::CredentialsUnavailable(
+                    "set HEARTH_DB_SECRET_ID, or HEARTH_DB_HOST with HEARTH_DB_AUTH=iam".into(),
+                ))
+            }
+        };
+        let source: Arc<dyn CredentialSource> = match settings.auth {
+            DbAuth::Secret => base,
+            DbAuth::Iam => {
+                // The extension's own credentials (the function's role) sign the tokens, for
+                // the region the function runs in.
+                let region = sdk.region().cloned().ok_or_else(|| {
+                    DbError::CredentialsUnavailable(
+                        "IAM database auth needs a region: AWS_REGION is not set".into(),
+                    )
+                })?;
+                Arc::new(IamCredentials::new(base, sdk.clone(), region))
+            }
+        };
         let db = Db::new(cfg, source)?;
         Ok(Database {
             db,
@@ -194,6 +236,20 @@ mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
 
+    fn parse_rds_secret_t(v: &SecretValue) -> Result<DbCredentials, String> {
+        parse_rds_secret(v, true)
+    }
+
+    #[test]
+    fn iam_needs_no_password() {
+        let c = parse_rds_secret(
+            &secret(r#"{"username":"app","host":"h","port":5433}"#),
+            false,
+        )
+        .unwrap();
+        assert_eq!((c.username.as_str(), c.password.as_str()), ("app", ""));
+    }
+
     fn secret(s: &str) -> SecretValue {
         SecretValue {
             arn: "a".into(),
@@ -208,7 +264,7 @@ mod tests {
 
     #[test]
     fn parses_rds_form() {
-        let c = parse_rds_secret(&secret(
+        let c = parse_rds_secret_t(&secret(
             r#"{"username":"app","password":"pw","host":"db.example","port":"6432","dbname":"d","engine":"postgres"}"#,
         ))
         .unwrap();
@@ -221,7 +277,7 @@ mod tests {
             ),
             ("db.example", 6432, "d", "app")
         );
-        let c = parse_rds_secret(&secret(
+        let c = parse_rds_secret_t(&secret(
             r#"{"username":"app","password":"pw","host":"h","port":5433}"#,
         ))
         .unwrap();
@@ -230,9 +286,10 @@ mod tests {
 
     #[test]
     fn errors_never_carry_values() {
-        let e = parse_rds_secret(&secret(r#"{"username":"app","password":"s3cr3t"}"#)).unwrap_err();
+        let e =
+            parse_rds_secret_t(&secret(r#"{"username":"app","password":"s3cr3t"}"#)).unwrap_err();
         assert!(e.contains("host") && !e.contains("s3cr3t"), "{e}");
-        let e = parse_rds_secret(&secret("s3cr3t")).unwrap_err();
+        let e = parse_rds_secret_t(&secret("s3cr3t")).unwrap_err();
         assert!(!e.contains("s3cr3t"), "{e}");
     }
 }

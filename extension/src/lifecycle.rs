@@ -218,7 +218,7 @@ async fn build_state(cfg: Config) -> Result<AppState, String> {
     );
     let db = match &cfg.db {
         None => None,
-        Some(settings) => match Database::new(settings, secrets.clone(), &metrics) {
+        Some(settings) => match Database::new(settings, secrets.clone(), &sdk, &metrics) {
             Ok(db) => Some(Arc::new(db)),
             Err(e) => return Err(format!("database pool: {e}")),
         },

@@ -225,6 +225,10 @@ pub struct QueryRequest {
     /// Shape of each result row; `object` when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub row_mode: Option<RowMode>,
+    /// Form of `int8` and `numeric` values in the results; the extension's default
+    /// (`HEARTH_DB_NUMBERS`) when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub numbers: Option<NumberMode>,
 }
 
 /// Shape of result rows.
@@ -240,6 +244,19 @@ pub enum RowMode {
     Array,
 }
 
+/// Form of `int8` and `numeric` result values (inside `json`/`jsonb` values numbers stay
+/// numbers either way).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum NumberMode {
+    /// Exact JSON numbers (`9007199254740993`, `1.50`): exact for parsers that keep them, but
+    /// JavaScript's `JSON.parse` and Python's `json.loads` (for floats) round them.
+    #[default]
+    Number,
+    /// Decimal strings (`"9007199254740993"`, `"1.50"`), exact in every language.
+    String,
+}
+
 impl std::fmt::Debug for QueryRequest {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("QueryRequest")
@@ -248,6 +265,7 @@ impl std::fmt::Debug for QueryRequest {
             .field("tenant", &self.tenant)
             .field("context", &self.context)
             .field("row_mode", &self.row_mode)
+            .field("numbers", &self.numbers)
             .finish()
     }
 }
@@ -287,6 +305,10 @@ pub struct TransactionRequest {
     /// Shape of each result row; `object` when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub row_mode: Option<RowMode>,
+    /// Form of `int8` and `numeric` values in the results; the extension's default
+    /// (`HEARTH_DB_NUMBERS`) when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub numbers: Option<NumberMode>,
     /// Statements, run in order.
     pub statements: Vec<Statement>,
 }
@@ -450,6 +472,7 @@ mod tests {
             tenant: Some("t".into()),
             context: BTreeMap::new(),
             row_mode: None,
+            numbers: None,
         };
         let st = Statement {
             sql: "select $1".into(),
@@ -460,6 +483,7 @@ mod tests {
             tenant: None,
             context: BTreeMap::new(),
             row_mode: None,
+            numbers: None,
         };
         for shown in [
             format!("{e:?} {e:#?}"),

@@ -5,6 +5,7 @@
 //!
 //! - [`postgres`]: a throwaway PostgreSQL 15 cluster (works as root and as a normal user).
 //! - [`moto`]: the moto AWS emulator (KMS, Secrets Manager) from the project's virtualenv.
+//! - [`pgbouncer`]: a real PgBouncer in transaction mode in front of a cluster.
 //! - [`hearth`]: the real `hearth` binary, standalone or under the Lambda simulator.
 //! - [`payments`]: everything the example payments function needs (Postgres with its
 //!   migrations, a KMS key and the database secret in moto).
@@ -15,6 +16,7 @@
 pub mod hearth;
 pub mod moto;
 pub mod payments;
+pub mod pgbouncer;
 pub mod postgres;
 
 use std::net::TcpListener;

@@ -293,7 +293,8 @@ fn run(cmd: &mut Command, what: &str) {
     );
 }
 
-fn is_root() -> bool {
+/// Whether this process runs as root (CI), where servers run as the `postgres` OS user.
+pub fn is_root() -> bool {
     Command::new("id")
         .arg("-u")
         .output()

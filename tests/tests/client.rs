@@ -265,6 +265,7 @@ async fn database_query_transaction_and_errors() {
         tenant: tenant.map(str::to_string),
         context: BTreeMap::new(),
         row_mode: None,
+        numbers: None,
     };
     let r = c
         .query(&q(
@@ -282,6 +283,7 @@ async fn database_query_transaction_and_errors() {
             tenant: Some("a".into()),
             context: BTreeMap::new(),
             row_mode: None,
+            numbers: None,
             statements: vec![
                 Statement {
                     sql: "INSERT INTO notes (tenant, body) VALUES ('a', 'second')".into(),
@@ -332,6 +334,7 @@ async fn database_query_transaction_and_errors() {
             tenant: Some("a".into()),
             context: BTreeMap::new(),
             row_mode: None,
+            numbers: None,
             statements: vec![
                 Statement {
                     sql: "INSERT INTO notes (tenant, body) VALUES ('a', 'lost')".into(),

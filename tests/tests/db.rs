@@ -309,3 +309,121 @@ async fn first_query_after_a_freeze_that_outlived_the_connections_succeeds() {
     );
     assert_eq!(bodies(&out["result"]), ["a-1", "a-2"]);
 }
+
+/// Runs `JSON.parse` in Node on `body` and returns what `script` prints (`r` is the result).
+fn node_parse(body: &str, script: &str) -> Value {
+    let mut child = std::process::Command::new("node")
+        .args([
+            "-e",
+            &format!(
+                "const r = JSON.parse(require('fs').readFileSync(0, 'utf8')); \
+                 process.stdout.write(JSON.stringify({script}));"
+            ),
+        ])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("node (scripts/install-test-deps.sh installs it)");
+    use std::io::Write as _;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(body.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "node failed");
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+#[tokio::test]
+async fn string_numbers_stay_exact_through_javascript_json_parse() {
+    let pg = cluster().await;
+    let moto = Moto::start();
+    moto.secrets_client()
+        .await
+        .create_secret()
+        .name(SECRET)
+        .secret_string(rds_secret(&pg, "app", "pw-1"))
+        .send()
+        .await
+        .unwrap();
+    // The default for requests that do not say is string; a request can ask for numbers.
+    let h = Hearth::start(&hearth_env(&moto, &[("HEARTH_DB_NUMBERS", "string")])).await;
+    let sql = "SELECT 9007199254740993::int8 AS big, \
+               123456789012345678901234567890::numeric AS wide, 1.50::numeric(5,2) AS scaled, \
+               ARRAY[9007199254740993, NULL]::int8[] AS arr, 'NaN'::numeric AS nan, \
+               7::int4 AS small, '{\"n\": 9007199254740993}'::jsonb AS doc";
+    let raw = |body: Value| {
+        let h = &h;
+        async move {
+            let resp = h
+                .http
+                .post(h.url("/v1/db/query"))
+                .header(
+                    "X-Aws-Parameters-Secrets-Token",
+                    hearth_tests::hearth::TOKEN,
+                )
+                .json(&body)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(resp.status(), 200);
+            resp.text().await.unwrap()
+        }
+    };
+    let pick = "[r.rows[0].big, r.rows[0].wide, r.rows[0].scaled, r.rows[0].arr, \
+                r.rows[0].nan, r.rows[0].small, typeof r.rows[0].big]";
+    let strings = raw(json!({"sql": sql, "tenant": "a"})).await;
+    assert_eq!(
+        node_parse(&strings, pick),
+        json!([
+            "9007199254740993",
+            "123456789012345678901234567890",
+            "1.50",
+            ["9007199254740993", null],
+            "NaN",
+            7,
+            "string"
+        ]),
+        "{strings}"
+    );
+    // Inside json/jsonb numbers stay numbers (they are the document's own).
+    assert!(
+        strings.contains(r#""doc":{"n":9007199254740993}"#),
+        "{strings}"
+    );
+    // As numbers, the wire is exact but JSON.parse rounds: why the string mode exists.
+    let numbers = raw(json!({"sql": sql, "tenant": "a", "numbers": "number"})).await;
+    assert!(numbers.contains(r#""big":9007199254740993"#), "{numbers}");
+    assert!(
+        numbers.contains(r#""wide":123456789012345678901234567890"#),
+        "{numbers}"
+    );
+    let parsed = node_parse(&numbers, "[String(r.rows[0].big), String(r.rows[0].wide)]");
+    assert_ne!(
+        parsed[0], "9007199254740993",
+        "JSON.parse kept a 2^53+1 number?"
+    );
+    // Transactions take the option too; a bad value is a 400 naming the accepted ones.
+    let (status, tx) = h
+        .post(
+            "/v1/db/transaction",
+            &json!({"tenant": "a", "numbers": "string",
+                    "statements": [{"sql": "SELECT 9007199254740993::int8 AS big"}]}),
+        )
+        .await;
+    assert_eq!(status, 200, "{tx}");
+    assert_eq!(tx["results"][0]["rows"][0]["big"], "9007199254740993");
+    let (status, bad) = h
+        .post(
+            "/v1/db/query",
+            &json!({"sql": "SELECT 1", "tenant": "a", "numbers": "bigint"}),
+        )
+        .await;
+    assert_eq!(status, 400, "{bad}");
+    assert!(
+        bad["error"]["message"].as_str().unwrap().contains("string"),
+        "{bad}"
+    );
+}

@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 
 use hearth_tests::hearth::{Hearth, Proc, TOKEN};
 use hearth_tests::moto::Moto;
+use hearth_tests::pgbouncer::PgBouncer;
 use hearth_tests::postgres::{ident, literal, PgCluster};
 use serde_json::{json, Value};
 
@@ -159,6 +160,8 @@ async fn start_hearth(mut env: Vec<(String, String)>) -> Hearth {
 /// PostgreSQL, moto and hearth, plus B's fingerprint of a fresh session.
 struct Rig {
     pg: PgCluster,
+    /// PgBouncer between hearth and PostgreSQL, when started with [`Rig::start_pooled`].
+    bouncer: Option<PgBouncer>,
     _moto: Moto,
     h: Hearth,
     baseline: Value,
@@ -171,6 +174,16 @@ impl Rig {
         Rig::start_on(pg, "app", APP_PASSWORD, extra, true).await
     }
 
+    /// Hearth as `app` behind a real PgBouncer in transaction mode with `server_pool`
+    /// server connections, with `HEARTH_DB_POOLER=transaction` and `extra` variables.
+    async fn start_pooled(server_pool: usize, extra: &[(&str, &str)]) -> Rig {
+        let pg = cluster().await;
+        let bouncer = PgBouncer::start(&pg, &[("app", APP_PASSWORD)], server_pool);
+        let mut extra = extra.to_vec();
+        extra.push(("HEARTH_DB_POOLER", "transaction"));
+        Rig::start_via(pg, Some(bouncer), "app", APP_PASSWORD, &extra, true).await
+    }
+
     async fn start_on(
         pg: PgCluster,
         user: &str,
@@ -178,8 +191,23 @@ impl Rig {
         extra: &[(&str, &str)],
         take_baseline: bool,
     ) -> Rig {
+        Rig::start_via(pg, None, user, password, extra, take_baseline).await
+    }
+
+    async fn start_via(
+        pg: PgCluster,
+        bouncer: Option<PgBouncer>,
+        user: &str,
+        password: &str,
+        extra: &[(&str, &str)],
+        take_baseline: bool,
+    ) -> Rig {
         let moto = Moto::start();
-        let secret = json!({"engine": "postgres", "host": pg.host(), "port": pg.port(),
+        let (host, port) = match &bouncer {
+            Some(b) => (b.host(), b.port()),
+            None => (pg.host(), pg.port()),
+        };
+        let secret = json!({"engine": "postgres", "host": host, "port": port,
                             "dbname": DB, "username": user, "password": password});
         moto.secrets_client()
             .await
@@ -199,6 +227,7 @@ impl Rig {
         let h = start_hearth(env).await;
         let mut rig = Rig {
             pg,
+            bouncer,
             _moto: moto,
             h,
             baseline: Value::Null,
@@ -263,8 +292,13 @@ impl Rig {
             .tx(tenant, &[STATE_SQL.to_string(), ROWS_SQL.to_string()])
             .await;
         assert_eq!(
-            status, 200,
-            "{case}: {tenant}'s request after the attack failed: {body}"
+            status,
+            200,
+            "{case}: {tenant}'s request after the attack failed: {body}\n{}",
+            self.bouncer
+                .as_ref()
+                .map(|b| tail(&b.log()))
+                .unwrap_or_default()
         );
         let mut state = body["results"][0]["rows"][0].clone();
         let pid = state["pid"].as_i64().unwrap();
@@ -1069,8 +1103,12 @@ fn hammer_hostile(k: usize, tenant: &str) -> (&'static str, Value) {
 const HAMMER_HOSTILE_KINDS: usize = 13;
 
 /// Checks of a tenant: reads that return only its own rows when nothing leaks. Returns the
-/// number of foreign rows seen, with an example, and whether the plain read failed.
-async fn hammer_check(h: &Hearth, tenant: &str, k: usize) -> (usize, Option<String>, bool) {
+/// number of foreign rows seen, with an example, and how the plain read failed, if it did.
+async fn hammer_check(
+    h: &Hearth,
+    tenant: &str,
+    k: usize,
+) -> (usize, Option<String>, Option<String>) {
     let sql = [
         ROWS_SQL,
         // Any cursor left in the session counts as a foreign row.
@@ -1092,7 +1130,8 @@ async fn hammer_check(h: &Hearth, tenant: &str, k: usize) -> (usize, Option<Stri
             || seed_names(tenant)
                 .iter()
                 .any(|n| !names.contains(&n.as_str())));
-    (foreign.len(), example, plain_read_failed)
+    let failure = plain_read_failed.then(|| format!("{tenant}: {status} {body}"));
+    (foreign.len(), example, failure)
 }
 
 #[tokio::test]
@@ -1119,9 +1158,7 @@ async fn hammer_of_hostile_and_checking_tenants_sees_no_foreign_row() {
                         let (n, example, failed) = hammer_check(h, &tenant, rng.below(3)).await;
                         foreign += n;
                         examples.extend(example);
-                        if failed {
-                            failed_reads.push(tenant);
-                        }
+                        failed_reads.extend(failed);
                     }
                 }
                 (foreign, examples, failed_reads)
@@ -1408,6 +1445,345 @@ async fn result_too_large_says_truthfully_whether_it_committed() {
         );
         r.settle("result too large", r.pid("result too large", A).await)
             .await;
+    })
+    .await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// 12. Behind a real PgBouncer in transaction mode (HEARTH_DB_POOLER=transaction)
+// ---------------------------------------------------------------------------------------------
+
+/// Server connections PgBouncer keeps to PostgreSQL in these tests.
+const SERVER_POOL: usize = 2;
+
+/// Hostile requests behind the pooler, besides the hammer's: (name, statements).
+fn pooled_attacks(tenant: &str) -> Vec<(&'static str, Vec<String>)> {
+    let lit = literal(tenant);
+    let v = |s: &[&str]| s.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+    vec![
+        ("set role", v(&["SET ROLE reporting"])),
+        (
+            "session tenant",
+            vec![format!("SELECT set_config('app.tenant_id', {lit}, false)")],
+        ),
+        ("search path", v(&["SET search_path = pg_temp, public"])),
+        (
+            "temp table shadowing items",
+            v(&["CREATE TEMP TABLE items AS SELECT * FROM public.items"]),
+        ),
+        (
+            "cursor with hold",
+            v(&["DECLARE c CURSOR WITH HOLD FOR SELECT tenant, name FROM items"]),
+        ),
+        ("listen", v(&["LISTEN chan"])),
+        ("advisory lock", v(&["SELECT pg_advisory_lock(42)"])),
+        (
+            "sql prepare",
+            vec![format!(
+                "PREPARE evil(text, text) AS SELECT set_config($1, {lit}, true)"
+            )],
+        ),
+        ("sequence state", v(&["SELECT nextval('items_id_seq')"])),
+        (
+            "timeout that would cancel the clean-up",
+            v(&[
+                "SET statement_timeout = 1",
+                "SET ROLE reporting",
+                "CREATE TEMP TABLE scratch AS SELECT 1 AS x",
+            ]),
+        ),
+        (
+            "read-only default",
+            v(&[
+                "SET default_transaction_read_only = on",
+                "SET ROLE reporting",
+            ]),
+        ),
+        ("deallocate all", v(&["DEALLOCATE ALL"])),
+        (
+            "replace driver statements",
+            vec![replace_statements(tenant)],
+        ),
+        (
+            "state, then an error",
+            v(&[
+                "CREATE TEMP TABLE scratch AS SELECT tenant, name FROM items",
+                "SELECT pg_advisory_lock(43)",
+                "SELECT 1/0",
+            ]),
+        ),
+    ]
+}
+
+impl Rig {
+    /// Behind the pooler the next request may run on any server connection: B probes several
+    /// times (PgBouncer hands out the most recently used server first, so the attack's
+    /// connection comes first) and every probe must be at the startup state with only B's
+    /// rows; no advisory lock of `app` may be left anywhere, and PostgreSQL must never see
+    /// more than the pooler's server connections.
+    async fn settle_pooled(&self, case: &str) {
+        for _ in 0..2 * SERVER_POOL {
+            let p = self.probe(case, B).await;
+            assert_own_rows(case, B, &p.rows);
+            assert_eq!(
+                p.state, self.baseline,
+                "{case}: behind the pooler, {B}'s session on backend {} is not at the startup \
+                 state",
+                p.pid
+            );
+        }
+        let held = self.advisory_locks(None).await;
+        assert!(held.is_empty(), "{case}: advisory locks left: {held:?}");
+        // Backends being torn down may still be listed for a moment: poll, bounded.
+        let admin = self.pg.admin().await;
+        let deadline = Instant::now() + GONE_WITHIN;
+        loop {
+            let rows = admin
+                .query(
+                    "SELECT pid, state, left(query, 60) FROM pg_stat_activity \
+                     WHERE usename = 'app'",
+                    &[],
+                )
+                .await
+                .unwrap();
+            if rows.len() <= SERVER_POOL {
+                break;
+            }
+            let shown: Vec<(i32, Option<String>, Option<String>)> = rows
+                .iter()
+                .map(|r| (r.get(0), r.get(1), r.get(2)))
+                .collect();
+            assert!(
+                Instant::now() < deadline,
+                "{case}: {} backends of app behind a pooler of {SERVER_POOL}: {shown:?}",
+                rows.len()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+/// A response no request may get behind the pooler: a 5xx other than the statement timeout
+/// an attack set for itself, or a protocol error such as "prepared statement does not exist".
+fn protocol_error(status: u16, body: &Value) -> bool {
+    let text = body.to_string();
+    (status >= 500 && error_code(body) != "StatementTimeout")
+        || text.contains("does not exist")
+        || text.contains("08P01")
+}
+
+/// Fails with PgBouncer's log when a response shows a protocol error.
+fn assert_no_protocol_error(r: &Rig, case: &str, status: u16, body: &Value) {
+    assert!(
+        !protocol_error(status, body),
+        "{case}: protocol error behind the pooler ({status}): {body}\n{}",
+        r.bouncer
+            .as_ref()
+            .map(|b| tail(&b.log()))
+            .unwrap_or_default()
+    );
+}
+
+#[tokio::test]
+async fn behind_pgbouncer_every_attack_leaves_every_server_connection_clean() {
+    bounded(async {
+        let r = Rig::start_pooled(SERVER_POOL, &[("HEARTH_DB_POOL_MAX", "4")]).await;
+        // The reported failure: every request failed with 08P01 (startup option refused).
+        let (status, body) = r.query(A, ROWS_SQL, json!([])).await;
+        assert_no_protocol_error(&r, "first request", status, &body);
+        assert_eq!(status, 200, "{body}");
+        assert_own_rows("first request", A, body["rows"].as_array().unwrap());
+        // The request's statement timeout holds behind the pooler, transaction-locally.
+        let (status, body) = r.query(A, "SELECT pg_sleep(30)", json!([])).await;
+        assert_eq!(
+            (status, error_code(&body)),
+            (504, "StatementTimeout"),
+            "the statement timeout did not apply behind the pooler: {body}"
+        );
+        r.settle_pooled("after a timeout").await;
+        for (case, sqls) in pooled_attacks(A) {
+            let (status, body) = r.tx(A, &sqls).await;
+            assert_no_protocol_error(&r, case, status, &body);
+            r.settle_pooled(case).await;
+        }
+        // A COMMIT that fails (a deferred constraint) skips the rest of the query string; what
+        // a rollback does not undo was cleaned before it.
+        r.pg.admin_on(DB)
+            .await
+            .batch_execute(
+                "CREATE TABLE deferred_t (id int CONSTRAINT deferred_u UNIQUE \
+                 DEFERRABLE INITIALLY DEFERRED); GRANT INSERT ON deferred_t TO app;",
+            )
+            .await
+            .unwrap();
+        let (status, body) = r
+            .tx(
+                A,
+                &[
+                    "SELECT pg_advisory_lock(44)".to_string(),
+                    "PREPARE kept AS SELECT 1".to_string(),
+                    "INSERT INTO deferred_t VALUES (1), (1)".to_string(),
+                ],
+            )
+            .await;
+        assert_eq!(
+            error_code(&body),
+            "UniqueViolation",
+            "failing COMMIT: {status} {body}"
+        );
+        r.settle_pooled("failing commit").await;
+        // A clean-up that fails (here: the role may not read pg_prepared_statements, or not
+        // call pg_advisory_unlock_all) must not leave its server connection to the pooler:
+        // after COMMIT the server connection terminates itself; before it, the transaction is
+        // still open and PgBouncer drops a server connection whose client left mid-way.
+        for (case, revoke, grant) in [
+            (
+                "clean-up failing after COMMIT",
+                "REVOKE SELECT ON pg_catalog.pg_prepared_statements FROM PUBLIC",
+                "GRANT SELECT ON pg_catalog.pg_prepared_statements TO PUBLIC",
+            ),
+            (
+                "clean-up failing before COMMIT",
+                "REVOKE EXECUTE ON FUNCTION pg_catalog.pg_advisory_unlock_all() FROM PUBLIC",
+                "GRANT EXECUTE ON FUNCTION pg_catalog.pg_advisory_unlock_all() TO PUBLIC",
+            ),
+        ] {
+            let admin = r.pg.admin_on(DB).await;
+            admin.batch_execute(revoke).await.unwrap();
+            let (status, body) = r
+                .tx(
+                    A,
+                    &[
+                        "SELECT pg_advisory_lock(45)".to_string(),
+                        "SET ROLE reporting".to_string(),
+                        "PREPARE kept2 AS SELECT 1".to_string(),
+                    ],
+                )
+                .await;
+            admin.batch_execute(grant).await.unwrap();
+            assert!(
+                status >= 500,
+                "{case}: the request reported success: {body}"
+            );
+            r.settle_pooled(case).await;
+        }
+        // SQL that would end the transaction early is refused before anything runs: after it
+        // the pooler could run the clean-up on another server connection.
+        for sqls in [
+            vec!["COMMIT".to_string()],
+            vec![
+                "SELECT 1".to_string(),
+                "/* x */ end".to_string(),
+                "SET ROLE reporting".to_string(),
+            ],
+            vec![
+                "COMMIT".to_string(),
+                format!("SELECT set_config('app.tenant_id', {}, false)", literal(A)),
+                "BEGIN".to_string(),
+            ],
+            vec!["ROLLBACK".to_string()],
+            vec!["PREPARE TRANSACTION 'x'".to_string()],
+        ] {
+            let (status, body) = r.tx(A, &sqls).await;
+            assert_eq!(
+                (status, error_code(&body)),
+                (400, "InvalidRequest"),
+                "transaction control {sqls:?} behind the pooler: {body}"
+            );
+            assert!(
+                body["error"]["message"]
+                    .as_str()
+                    .unwrap()
+                    .contains("HEARTH_DB_POOLER"),
+                "{body}"
+            );
+        }
+        // ROLLBACK TO a savepoint stays inside the transaction and is fine.
+        let (status, body) = r
+            .tx(
+                A,
+                &[
+                    "SAVEPOINT s".to_string(),
+                    "SELECT 1/0".to_string(),
+                    "ROLLBACK TO s".to_string(),
+                ],
+            )
+            .await;
+        assert_eq!((status, error_code(&body)), (400, "SqlError"), "{body}");
+        r.settle_pooled("transaction control").await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn hammer_behind_pgbouncer_sees_no_foreign_row_and_no_protocol_error() {
+    bounded(async {
+        let r = Rig::start_pooled(SERVER_POOL, &[("HEARTH_DB_POOL_MAX", "8")]).await;
+        const TASKS: usize = 12;
+        const PER_TASK: usize = 25;
+        let deadline = Instant::now() + Duration::from_secs(35);
+        let tasks = (0..TASKS).map(|t| {
+            let r = &r;
+            async move {
+                let mut rng = Rng(0x2545_F491_4F6C_DD1D ^ (t as u64 + 7));
+                let mut out = (0, Vec::new(), Vec::new(), Vec::new());
+                for _ in 0..PER_TASK {
+                    if Instant::now() >= deadline {
+                        break;
+                    }
+                    let tenant = tenant_name(rng.below(HAMMER_TENANTS));
+                    match rng.below(3) {
+                        0 => {
+                            let (path, body) =
+                                hammer_hostile(rng.below(HAMMER_HOSTILE_KINDS), &tenant);
+                            let (status, resp) = r.h.post(path, &body).await;
+                            if protocol_error(status, &resp) {
+                                out.3.push(format!("{body} -> {status} {resp}"));
+                            }
+                        }
+                        1 => {
+                            let attacks = pooled_attacks(&tenant);
+                            let (_, sqls) = &attacks[rng.below(attacks.len())];
+                            let (status, resp) = r.tx(&tenant, sqls).await;
+                            if protocol_error(status, &resp) {
+                                out.3.push(format!("{sqls:?} -> {status} {resp}"));
+                            }
+                        }
+                        _ => {
+                            let (n, example, failed) =
+                                hammer_check(&r.h, &tenant, rng.below(3)).await;
+                            out.0 += n;
+                            out.1.extend(example);
+                            out.2.extend(failed);
+                        }
+                    }
+                }
+                out
+            }
+        });
+        let results = futures::future::join_all(tasks).await;
+        let foreign: usize = results.iter().map(|r| r.0).sum();
+        let examples: Vec<&String> = results.iter().flat_map(|r| &r.1).take(5).collect();
+        let failed: Vec<&String> = results.iter().flat_map(|r| &r.2).collect();
+        let protocol: Vec<&String> = results.iter().flat_map(|r| &r.3).collect();
+        assert_eq!(
+            foreign, 0,
+            "hammer behind the pooler: {foreign} cross-tenant rows or contexts, e.g. {examples:#?}"
+        );
+        assert!(
+            failed.is_empty(),
+            "hammer behind the pooler: {} plain reads failed or missed own rows ({failed:?})\n{}",
+            failed.len(),
+            tail(&r.h.proc.output())
+        );
+        assert!(
+            protocol.is_empty(),
+            "hammer behind the pooler: {} protocol errors, e.g. {:#?}\n{}",
+            protocol.len(),
+            protocol.iter().take(5).collect::<Vec<_>>(),
+            tail(&r.h.proc.output())
+        );
+        r.settle_pooled("hammer aftermath").await;
     })
     .await;
 }

@@ -21,6 +21,13 @@ pub const VARS: &[Var] = &[
     Var::new("HEARTH_DB_MAX_RESULT_BYTES", "6291456", "Cap on one request's result bytes, checked while rows stream in (ResultTooLarge beyond)."),
     Var::new("HEARTH_DB_TLS", "require", "require (verify certificate and hostname) or disable (loopback hosts only)."),
     Var::new("HEARTH_DB_CA_BUNDLE", "/opt/hearth/rds-ca-bundle.pem", "PEM CA bundle for TLS (the RDS global bundle for Aurora)."),
+    Var::new("HEARTH_DB_AUTH", "secret", "secret (the password in HEARTH_DB_SECRET_ID) or iam (IAM authentication tokens signed with the extension's credentials; TLS required)."),
+    Var::new("HEARTH_DB_HOST", "(from the secret)", "With HEARTH_DB_AUTH=iam: the database endpoint, instead of a secret (which is then not needed)."),
+    Var::new("HEARTH_DB_PORT", "5432", "With HEARTH_DB_HOST: the database port."),
+    Var::new("HEARTH_DB_USER", "(none)", "With HEARTH_DB_HOST: the database role (granted rds_iam)."),
+    Var::new("HEARTH_DB_NAME", "postgres", "With HEARTH_DB_HOST: the database name."),
+    Var::new("HEARTH_DB_POOLER", "none", "none (Aurora directly) or transaction (behind PgBouncer pool_mode=transaction or RDS Proxy: no startup options, nothing outlives a transaction)."),
+    Var::new("HEARTH_DB_NUMBERS", "number", "int8 and numeric results as exact JSON numbers (number) or as decimal strings (string, safe for JSON.parse); a request's numbers field overrides it."),
 ];
 
 /// Transport security to the database.
@@ -32,11 +39,13 @@ pub enum DbTls {
     Disable,
 }
 
-/// Database pool settings; present when `HEARTH_DB_SECRET_ID` is set.
+/// Database pool settings; present when `HEARTH_DB_SECRET_ID` is set, or `HEARTH_DB_HOST`
+/// with `HEARTH_DB_AUTH=iam`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DbSettings {
-    /// Secrets Manager secret in the RDS JSON form (username, password, host, port, dbname).
-    pub secret_id: String,
+    /// Secrets Manager secret in the RDS JSON form (username, password, host, port, dbname);
+    /// with IAM auth and [`DbSettings::endpoint`] none is needed.
+    pub secret_id: Option<String>,
     /// Connections opened at prewarm.
     pub pool_min: usize,
     /// Maximum open connections.
@@ -61,20 +70,107 @@ pub struct DbSettings {
     pub max_result_bytes: NonZeroUsize,
     /// Transport security.
     pub tls: DbTls,
+    /// Where the password comes from.
+    pub auth: DbAuth,
+    /// The endpoint given by variables (IAM only), instead of the secret's.
+    pub endpoint: Option<DbEndpoint>,
+    /// Direct, or behind a transaction-mode pooler.
+    pub pooler: hearth_db::PoolerMode,
+    /// Default form of int8 and numeric results.
+    pub numbers: hearth::wire::NumberMode,
 }
 
-/// Reads the pool's section: `None` without `HEARTH_DB_SECRET_ID`, where any other
+/// Where database passwords come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DbAuth {
+    /// The `password` field of the secret.
+    Secret,
+    /// IAM authentication tokens, generated per new connection.
+    Iam,
+}
+
+/// A database endpoint given by variables.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DbEndpoint {
+    /// Host name.
+    pub host: String,
+    /// Port.
+    pub port: u16,
+    /// Role.
+    pub user: String,
+    /// Database name.
+    pub dbname: String,
+}
+
+/// Reads the pool's section: `None` without `HEARTH_DB_SECRET_ID` (or `HEARTH_DB_HOST`),
+/// where any other
 /// `HEARTH_DB_*` variable is a problem (it would have no effect).
 pub fn read(r: &mut Reader<'_>) -> Option<DbSettings> {
     let env = r.env;
-    let db = match env.get("HEARTH_DB_SECRET_ID") {
-        None => None,
-        Some(id) => {
-            if id.is_empty() || id.len() > 2048 {
+    let auth = r.parse(
+        "HEARTH_DB_AUTH",
+        DbAuth::Secret,
+        "secret or iam",
+        |s| match s.to_ascii_lowercase().as_str() {
+            "secret" => Some(DbAuth::Secret),
+            "iam" => Some(DbAuth::Iam),
+            _ => None,
+        },
+    );
+    let endpoint = match env.get("HEARTH_DB_HOST") {
+        None => {
+            for name in ["HEARTH_DB_PORT", "HEARTH_DB_USER", "HEARTH_DB_NAME"] {
+                if env.get(name).is_some() && env.get("HEARTH_DB_SECRET_ID").is_some() {
+                    r.problem(
+                        name,
+                        "is used with HEARTH_DB_HOST only; the secret names the endpoint".into(),
+                    );
+                }
+            }
+            None
+        }
+        Some(host) => {
+            if auth != DbAuth::Iam {
                 r.problem(
-                    "HEARTH_DB_SECRET_ID",
-                    "accepted: a secret id or ARN of 1 to 2048 characters".into(),
+                    "HEARTH_DB_HOST",
+                    "is used with HEARTH_DB_AUTH=iam only; with secret auth the host comes \
+                     from HEARTH_DB_SECRET_ID"
+                        .into(),
                 );
+            }
+            if host.is_empty() || host.len() > 253 {
+                r.problem("HEARTH_DB_HOST", "accepted: a host name".into());
+            }
+            let port = r.parse("HEARTH_DB_PORT", 5432, "a port from 1 to 65535", |s| {
+                s.parse::<u16>().ok().filter(|p| *p > 0)
+            });
+            let user = env.get("HEARTH_DB_USER").unwrap_or_default().to_string();
+            if user.is_empty() {
+                r.problem(
+                    "HEARTH_DB_USER",
+                    "is required with HEARTH_DB_HOST: the database role to log in as".into(),
+                );
+            }
+            let dbname = env.get("HEARTH_DB_NAME").unwrap_or("postgres").to_string();
+            Some(DbEndpoint {
+                host: host.to_string(),
+                port,
+                user,
+                dbname,
+            })
+        }
+    };
+    let secret_id = env.get("HEARTH_DB_SECRET_ID");
+    let db = match (secret_id, &endpoint) {
+        (None, None) => None,
+        (id, _) => {
+            if let Some(id) = id {
+                if id.is_empty() || id.len() > 2048 {
+                    r.problem(
+                        "HEARTH_DB_SECRET_ID",
+                        "accepted: a secret id or ARN of 1 to 2048 characters".into(),
+                    );
+                }
             }
             let pool_max = r.size("HEARTH_DB_POOL_MAX", 4, 1000);
             let pool_min = r.parse(
@@ -130,8 +226,40 @@ pub fn read(r: &mut Reader<'_>) -> Option<DbSettings> {
                     _ => None,
                 },
             );
+            if auth == DbAuth::Iam && tls == DbTls::Disable {
+                r.problem(
+                    "HEARTH_DB_TLS",
+                    "disable is refused with HEARTH_DB_AUTH=iam: an IAM token is a \
+                     credential and Aurora accepts it over TLS only; use require"
+                        .into(),
+                );
+            }
+            let pooler = r.parse(
+                "HEARTH_DB_POOLER",
+                hearth_db::PoolerMode::None,
+                "none or transaction",
+                |s| match s.to_ascii_lowercase().as_str() {
+                    "none" => Some(hearth_db::PoolerMode::None),
+                    "transaction" => Some(hearth_db::PoolerMode::Transaction),
+                    _ => None,
+                },
+            );
+            let numbers = r.parse(
+                "HEARTH_DB_NUMBERS",
+                hearth::wire::NumberMode::Number,
+                "number or string",
+                |s| match s.to_ascii_lowercase().as_str() {
+                    "number" => Some(hearth::wire::NumberMode::Number),
+                    "string" => Some(hearth::wire::NumberMode::String),
+                    _ => None,
+                },
+            );
             Some(DbSettings {
-                secret_id: id.to_string(),
+                secret_id: id.map(str::to_string),
+                auth,
+                endpoint: endpoint.clone(),
+                pooler,
+                numbers,
                 pool_min,
                 pool_max,
                 connect_timeout: r.duration(
@@ -176,7 +304,9 @@ pub fn read(r: &mut Reader<'_>) -> Option<DbSettings> {
             if env.get(var.name).is_some() {
                 r.problem(
                     var.name,
-                    "has no effect without HEARTH_DB_SECRET_ID; set that to enable the pool".into(),
+                    "has no effect without HEARTH_DB_SECRET_ID (or HEARTH_DB_HOST with \
+                     HEARTH_DB_AUTH=iam); set that to enable the pool"
+                        .into(),
                 );
             }
         }

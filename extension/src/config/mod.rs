@@ -34,7 +34,7 @@ mod tests;
 
 pub use aws::{AwsConfig, FailoverConfig, RetryModeSetting};
 pub use cache::CacheConfig;
-pub use db::{DbSettings, DbTls};
+pub use db::{DbAuth, DbEndpoint, DbSettings, DbTls};
 pub use kms::KmsConfig;
 pub use parameters::ParametersConfig;
 pub use reader::{parse_duration, Var};

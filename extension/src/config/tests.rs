@@ -499,3 +499,70 @@ fn metrics_flush() {
         "{e}"
     );
 }
+#[test]
+fn db_auth_pooler_and_numbers() {
+    let problems = |pairs: &[(&str, &str)]| {
+        let mut all = vec![("HEARTH_TOKEN", "t")];
+        all.extend_from_slice(pairs);
+        match Config::from_env(&env(&all)) {
+            Ok(_) => Vec::new(),
+            Err(e) => e.problems.into_iter().map(|p| p.variable).collect(),
+        }
+    };
+    let c = Config::from_env(&env(&[
+        ("HEARTH_TOKEN", "t"),
+        ("HEARTH_DB_AUTH", "iam"),
+        ("HEARTH_DB_HOST", "db.cluster-x.eu-west-1.rds.amazonaws.com"),
+        ("HEARTH_DB_USER", "app"),
+        ("HEARTH_DB_POOLER", "transaction"),
+        ("HEARTH_DB_NUMBERS", "string"),
+    ]))
+    .unwrap();
+    let db = c.db.unwrap();
+    assert_eq!(db.auth, DbAuth::Iam);
+    assert_eq!(db.secret_id, None);
+    let e = db.endpoint.unwrap();
+    assert_eq!(
+        (e.port, e.user.as_str(), e.dbname.as_str()),
+        (5432, "app", "postgres")
+    );
+    assert_eq!(db.pooler, hearth_db::PoolerMode::Transaction);
+    assert_eq!(db.numbers, hearth::wire::NumberMode::String);
+    // IAM over plaintext is refused, for every host: the token is a credential.
+    let iam_host = [
+        ("HEARTH_DB_AUTH", "iam"),
+        ("HEARTH_DB_HOST", "127.0.0.1"),
+        ("HEARTH_DB_USER", "u"),
+    ];
+    assert_eq!(
+        problems(&[&iam_host[..], &[("HEARTH_DB_TLS", "disable")]].concat()),
+        ["HEARTH_DB_TLS"]
+    );
+    assert_eq!(problems(&iam_host[..2]), ["HEARTH_DB_USER"]);
+    assert_eq!(
+        problems(&[("HEARTH_DB_HOST", "h"), ("HEARTH_DB_USER", "u")]),
+        ["HEARTH_DB_HOST"]
+    );
+    assert_eq!(problems(&[("HEARTH_DB_AUTH", "iam")]), ["HEARTH_DB_AUTH"]);
+    assert_eq!(
+        problems(&[("HEARTH_DB_AUTH", "token"), ("HEARTH_DB_SECRET_ID", "s")]),
+        ["HEARTH_DB_AUTH"]
+    );
+    assert_eq!(
+        problems(&[
+            ("HEARTH_DB_SECRET_ID", "s"),
+            ("HEARTH_DB_POOLER", "session")
+        ]),
+        ["HEARTH_DB_POOLER"]
+    );
+    assert_eq!(
+        problems(&[("HEARTH_DB_SECRET_ID", "s"), ("HEARTH_DB_NUMBERS", "text")]),
+        ["HEARTH_DB_NUMBERS"]
+    );
+    assert_eq!(
+        problems(&[("HEARTH_DB_SECRET_ID", "s"), ("HEARTH_DB_USER", "u")]),
+        ["HEARTH_DB_USER"]
+    );
+    // IAM with the endpoint from the secret (its password unused).
+    assert!(problems(&[("HEARTH_DB_AUTH", "iam"), ("HEARTH_DB_SECRET_ID", "s")]).is_empty());
+}

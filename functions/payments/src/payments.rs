@@ -69,6 +69,7 @@ async fn create(
             tenant: Some(tenant.to_string()),
             context: BTreeMap::new(),
             row_mode: None,
+            numbers: None,
         })
         .await?;
     let row = r.rows.first().ok_or(PaymentError::Integrity)?;
@@ -100,6 +101,7 @@ async fn get(
             tenant: Some(tenant.to_string()),
             context: BTreeMap::new(),
             row_mode: None,
+            numbers: None,
         })
         .await?;
     // Another tenant's payment is invisible under RLS: the same answer as no payment at all.

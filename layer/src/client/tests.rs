@@ -86,6 +86,7 @@ async fn database_writes_are_not_retried_once_sent() {
         tenant: Some("t1".into()),
         context: Default::default(),
         row_mode: None,
+        numbers: None,
     };
     let e = c.query(&req).await.unwrap_err();
     assert!(
