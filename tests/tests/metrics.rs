@@ -352,6 +352,27 @@ impl Api {
         .await
     }
 
+    /// Waits (bounded) until no Secrets Manager or Parameter Store call is in flight: every
+    /// call started has recorded its latency. INVOKE starts background refreshes; one still
+    /// in flight when a region is switched off could answer (and close the breaker) later.
+    async fn quiesce(&self) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let (_, m) = self.get("/v1/metrics").await;
+            let n = |kind: &str, name: &str| m[kind][name].as_u64().unwrap_or(0);
+            let lat = |name: &str| m["latencies"][name]["count"].as_u64().unwrap_or(0);
+            let idle = lat("secrets.upstream_latency") == n("counters", "secrets.upstream_calls")
+                && lat("parameters.upstream_latency")
+                    == n("counters", "parameters.upstream_calls")
+                        + n("counters", "parameters.upstream_batch_calls");
+            if idle {
+                return;
+            }
+            assert!(Instant::now() < deadline, "AWS calls still in flight: {m}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     async fn post(&self, path: &str, body: Value) -> (u16, Value) {
         self.call(
             self.http
@@ -571,6 +592,7 @@ async fn alarms_and_dashboard_name_only_metrics_the_extension_writes() {
 
     // The primary region fails: reads fail over and the breaker opens; KMS calls fail in
     // the primary (KMS errors) and go on to the fallback.
+    api.quiesce().await;
     relay_primary.refuse();
     // A secret never read before: no background refresh (INVOKE's refresh-ahead of app/cfg
     // may still be in flight) can answer it, so this read meets the refusing primary.
@@ -589,6 +611,7 @@ async fn alarms_and_dashboard_name_only_metrics_the_extension_writes() {
     assert_eq!(emf_after(&env, invocations).await.len(), invocations);
 
     // Both regions fail: past its hard TTL the cached secret is served stale.
+    api.quiesce().await;
     relay_fallback.refuse();
     tokio::time::sleep(Duration::from_millis(2_200)).await;
     let (status, body) = api.get("/secretsmanager/get?secretId=app%2Fcfg").await;
