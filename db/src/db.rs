@@ -629,7 +629,9 @@ pub(crate) fn next_word(sql: &str) -> (String, &str) {
     loop {
         rest = rest.trim_start();
         if let Some(r) = rest.strip_prefix("--") {
-            rest = r.split_once('\n').map_or("", |(_, after)| after);
+            // PostgreSQL ends a `--` comment at either newline character (`[\n\r]` in its
+            // scanner): "--\rCOMMIT" is a COMMIT.
+            rest = r.split_once(['\n', '\r']).map_or("", |(_, after)| after);
         } else if rest.starts_with("/*") {
             let mut depth = 0usize;
             let mut end = rest.len();
@@ -778,6 +780,8 @@ mod tests {
             "  fetch 10 c",
             "-- a comment\nEXECUTE p(1)",
             "/* a /* nested */ comment */ Fetch c",
+            "-- a comment\rFETCH ALL FROM c",
+            "--\r\nexecute p",
         ] {
             assert!(returns_undescribed_rows(yes), "{yes}");
         }

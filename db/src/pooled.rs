@@ -408,6 +408,9 @@ mod tests {
             "PREPARE TRANSACTION 'x'",
             "prepare  /* */ transaction 'x'",
             "COMMIT PREPARED 'x'",
+            "--\rCOMMIT",
+            "-- x\rEND",
+            "ROLLBACK --\r AND CHAIN",
         ] {
             assert!(ends_transaction(yes), "{yes}");
         }
