@@ -1839,3 +1839,26 @@ async fn behind_pgbouncer_a_commit_after_a_cr_ended_comment_is_refused() {
     })
     .await;
 }
+
+/// The same attack without a pooler: a session advisory lock taken while COMMIT materialises
+/// a `WITH HOLD` cursor whose query then fails.
+#[tokio::test]
+async fn state_taken_inside_a_failing_commit_does_not_survive() {
+    bounded(async {
+        let r = Rig::start(&[]).await;
+        let case = "WITH HOLD cursor failing at COMMIT (no pooler)";
+        let (a_pid, status, body) = r
+            .attack(
+                case,
+                &tx(&["DECLARE c CURSOR WITH HOLD FOR \
+                       SELECT pg_advisory_lock(46) AS l, 1 / (x - 2) AS boom \
+                       FROM generate_series(1, 3) x"]),
+            )
+            .await;
+        assert!(status >= 400, "{case}: A's request: {status} {body}");
+        let held = r.advisory_locks(None).await;
+        assert!(held.is_empty(), "{case}: advisory locks left: {held:?}");
+        r.settle(case, a_pid).await;
+    })
+    .await;
+}
