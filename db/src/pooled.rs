@@ -105,10 +105,13 @@ macro_rules! cleanup_block {
 /// Ends every request behind a transaction pooler, in one query string (the pooler keeps the
 /// server connection for all of it):
 ///
-/// 1. inside the request's transaction, what a rollback would not undo — session advisory
-///    locks, SQL-prepared statements, sequence state — so that a `COMMIT` that fails (a
-///    deferred constraint, a serialization failure) leaves nothing: everything else the
-///    request did is rolled back with it;
+/// 1. inside the request's transaction, first what would run user code during `COMMIT`
+///    (deferred constraint triggers are fired now by `SET CONSTRAINTS ALL IMMEDIATE`, and
+///    cursors are closed so that no `WITH HOLD` query is materialised by `COMMIT`: either
+///    could take a session lock and then fail the `COMMIT`, which skips the clean-up), then
+///    what a rollback would not undo — session advisory locks, SQL-prepared statements,
+///    sequence state — so that a `COMMIT` that fails (a deferred constraint, a serialization
+///    failure) leaves nothing: everything else the request did is rolled back with it;
 /// 2. `COMMIT`;
 /// 3. the full clean-up and the check, in a transaction of their own (see `cleanup_block!`).
 ///
@@ -116,7 +119,8 @@ macro_rules! cleanup_block {
 /// the server connection is still in the transaction (so the pooler keeps it for Hearth) and
 /// [`FINISH_POOLED_ABORTED_SQL`] follows.
 pub const FINISH_POOLED_SQL: &str = concat!(
-    "DO $hearth_pre$BEGIN PERFORM pg_catalog.pg_advisory_unlock_all(); \
+    "DO $hearth_pre$BEGIN EXECUTE 'SET CONSTRAINTS ALL IMMEDIATE'; EXECUTE 'CLOSE ALL'; \
+     PERFORM pg_catalog.pg_advisory_unlock_all(); \
      EXECUTE 'DEALLOCATE ALL'; EXECUTE 'DISCARD SEQUENCES'; END$hearth_pre$; COMMIT; ",
     cleanup_block!()
 );
@@ -196,12 +200,13 @@ fn finish_step(client: &Client) -> Step<'_> {
 
 /// The request's error for a failed end of request: a failing `COMMIT` is the request's own
 /// outcome (a deferred constraint, a serialization failure) and keeps its SQLSTATE; a failure
-/// inside Hearth's clean-up blocks is not the caller's, and says so.
+/// inside Hearth's clean-up blocks is not the caller's, and says so — except a deferred
+/// constraint or trigger that `SET CONSTRAINTS ALL IMMEDIATE` fired there, which is.
 fn cleanup_error(e: tokio_postgres::Error) -> DbError {
     let in_block = e
         .as_db_error()
         .and_then(|d| d.where_())
-        .is_some_and(|w| w.contains("inline_code_block"));
+        .is_some_and(|w| w.contains("inline_code_block") && !w.contains("SET CONSTRAINTS ALL"));
     match e.code() {
         Some(code) if in_block => DbError::DbUnavailable(format!(
             "the session clean-up after the request failed (SQLSTATE {}); the transaction was \

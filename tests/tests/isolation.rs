@@ -1799,7 +1799,6 @@ async fn hammer_behind_pgbouncer_sees_no_foreign_row_and_no_protocol_error() {
 /// pooler takes the server connection back with A's session lock still held. The same holds
 /// for a deferred constraint trigger (`AfterTriggerFireDeferred`, also inside COMMIT).
 #[tokio::test]
-#[ignore = "review finding (wrev): a session advisory lock taken by user code that COMMIT runs (WITH HOLD cursor, deferred trigger) survives behind the pooler; fixed by the next commit"]
 async fn behind_pgbouncer_state_taken_inside_a_failing_commit_does_not_survive() {
     bounded(async {
         let r = Rig::start_pooled(SERVER_POOL, &[("HEARTH_DB_POOL_MAX", "4")]).await;
