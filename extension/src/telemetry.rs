@@ -42,6 +42,11 @@ const MAX_BATCH_BYTES: usize = 1_048_576;
 /// Request ids remembered as done: a runtimeDone may land before its INVOKE is handled.
 const REMEMBERED: usize = 64;
 /// Bound on the subscription call at init.
+/// Connections the telemetry listener serves at once (Lambda uses one or two).
+const TELEMETRY_CONNECTIONS: std::num::NonZeroUsize = match std::num::NonZeroUsize::new(4) {
+    Some(n) => n,
+    None => std::num::NonZeroUsize::MIN,
+};
 const SUBSCRIBE_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// The invocations the Telemetry API reported done, and a way to wait for one.
@@ -161,11 +166,20 @@ pub async fn subscribe(extension_id: &str) -> Result<Arc<InvocationEnds>, String
         .route("/", post(receive))
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BATCH_BYTES))
         .with_state(ends.clone());
-    let server = tokio::spawn(async move {
-        if let Err(e) = axum::serve(listener, app).await {
-            tracing::warn!(error = %e, "telemetry listener stopped");
-        }
-    });
+    // The API listener's accept loop, with its limits: a process in the sandbox that opens
+    // idle connections here waits in the accept queue instead of using up descriptors, and a
+    // slow one is cut off by the read timeout.
+    let limits = crate::config::ServerConfig {
+        port,
+        token: String::new(),
+        max_connections: TELEMETRY_CONNECTIONS,
+        max_body_bytes: std::num::NonZeroUsize::new(MAX_BATCH_BYTES)
+            .unwrap_or(std::num::NonZeroUsize::MIN),
+        max_header_bytes: std::num::NonZeroUsize::new(16 << 10)
+            .unwrap_or(std::num::NonZeroUsize::MIN),
+        request_timeout: Duration::from_secs(5),
+    };
+    let server = crate::server::Server::spawn(listener, app, &limits);
 
     let body = serde_json::json!({
         "schemaVersion": "2022-12-13",
@@ -202,9 +216,14 @@ pub async fn subscribe(extension_id: &str) -> Result<Arc<InvocationEnds>, String
     }
     .await;
     match outcome {
-        Ok(()) => Ok(ends),
+        Ok(()) => {
+            // The listener serves for the life of the process; dropping its handle would
+            // stop it (the stop channel closes).
+            std::mem::forget(server);
+            Ok(ends)
+        }
         Err(e) => {
-            server.abort();
+            server.shutdown(Duration::ZERO).await;
             Err(e)
         }
     }
