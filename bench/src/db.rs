@@ -19,6 +19,8 @@ use tokio_postgres::types::Type;
 use tokio_postgres::{Client, NoTls};
 
 use crate::client::Http;
+use crate::floor::Floor;
+use crate::load::{self, Load};
 use crate::peers::{row_id, Peers, DB, DB_PASSWORD, DB_USER, QUERY, TENANT};
 use crate::report::{Comparison, Row};
 use crate::stats::{measure, Budget};
@@ -75,8 +77,12 @@ fn one_row(n: usize) -> Result<(), String> {
     }
 }
 
+fn query_json(i: usize) -> Value {
+    json!({"sql": QUERY, "params": [row_id(i)], "tenant": TENANT})
+}
+
 fn query_body(i: usize) -> Bytes {
-    Bytes::from(json!({"sql": QUERY, "params": [row_id(i)], "tenant": TENANT}).to_string())
+    Bytes::from(query_json(i).to_string())
 }
 
 /// One request of the RLS protocol on a warm raw connection, every step written at once (one
@@ -222,19 +228,19 @@ pub async fn run(p: &Peers, quick: bool) -> Result<Comparison, String> {
     if v["rowCount"] != json!(1) {
         return Err(format!("Hearth's query returned {v}"));
     }
-    let hearth = measure(warm, &mut http, |http, i| {
-        Box::pin(async move {
-            let b = http.post_ok("/v1/db/query", query_body(i)).await?;
-            // Checked cheaply: one row came back (`"rowCount":1`).
-            if contains(&b, b"\"rowCount\":1") {
-                Ok(())
-            } else {
-                Err(format!("unexpected reply {}", String::from_utf8_lossy(&b)))
-            }
-        })
-    })
-    .await?;
     drop(http);
+    // wrk, one connection, cycling through 100 row ids of the tenant (the body is checked
+    // above; wrk fails the run on any status ≥ 400).
+    let secs = if quick { 2 } else { 5 };
+    let bodies: Vec<Value> = (0..100).map(query_json).collect();
+    let load = Load::post(p.hearth.port, "/v1/db/query", &bodies[0])
+        .cycling(bodies[1..].to_vec())
+        .token(TOKEN)
+        .with(1, secs);
+    let hearth = load::run(&load, || {}).await?;
+    let floor = Floor::start(check.clone())?;
+    let floor_s = load::run(&load.on(floor.port), || {}).await?;
+    drop(floor);
 
     // Hearth behind PgBouncer in transaction mode (HEARTH_DB_POOLER=transaction).
     let mut http = Http::connect(p.hearth_pooled.port, Some(TOKEN)).await?;
@@ -243,18 +249,8 @@ pub async fn run(p: &Peers, quick: bool) -> Result<Comparison, String> {
     if v["rowCount"] != json!(1) {
         return Err(format!("Hearth behind PgBouncer returned {v}"));
     }
-    let hearth_pooled = measure(warm, &mut http, |http, i| {
-        Box::pin(async move {
-            let b = http.post_ok("/v1/db/query", query_body(i)).await?;
-            if contains(&b, b"\"rowCount\":1") {
-                Ok(())
-            } else {
-                Err(format!("unexpected reply {}", String::from_utf8_lossy(&b)))
-            }
-        })
-    })
-    .await?;
     drop(http);
+    let hearth_pooled = load::run(&load.on(p.hearth_pooled.port), || {}).await?;
 
     // Connect per invocation (SCRAM each time).
     let conn = p.pg_conn();
@@ -325,19 +321,16 @@ pub async fn run(p: &Peers, quick: bool) -> Result<Comparison, String> {
         title: "RLS-scoped single-row SELECT: Hearth vs connect-per-invocation vs in-process pool vs PgBouncer".into(),
         baseline: 1,
         rows: vec![
-            Row::new("Hearth (POST /v1/db/query, keep-alive HTTP)", hearth, "BEGIN, set_config, SELECT, COMMIT with the session clean-up and check, pipelined on a warm pooled connection"),
+            Row::new("Hearth (POST /v1/db/query, wrk, keep-alive HTTP)", hearth, "BEGIN, set_config, SELECT, COMMIT with the session clean-up and check, pipelined on a warm pooled connection"),
             Row::new("connect per invocation (tokio-postgres, SCRAM)", per_invocation, "new connection + SCRAM every time; BEGIN, set_config, SELECT, COMMIT (driver-prepared)"),
             Row::new("in-process pool (hearth-db `Db` as a library)", pool, "Hearth's pool and protocol without the HTTP hop"),
             Row::new("PgBouncer transaction mode, warm client connection", bouncer_warm, "BEGIN, set_config, SELECT, COMMIT as 4 round trips, unnamed statements"),
             Row::new("PgBouncer transaction mode, connect per invocation", bouncer_cold, "SCRAM to PgBouncer every time, then as above"),
             Row::new("Hearth → PgBouncer (transaction) → Postgres", hearth_pooled, "HEARTH_DB_POOLER=transaction: BEGIN, timeout and tenant set_config, statement prepared inside the transaction (round trip 1); execute, COMMIT and the clean-up block (round trip 2)"),
+            Row::new("trivial hyper server, same request and response bytes", floor_s, "wrk's floor for the two Hearth rows"),
         ],
         notes: vec![format!(
-            "Same Postgres, same table (1,000 rows, ENABLE + FORCE ROW LEVEL SECURITY), same query `{QUERY}` as tenant `{TENANT}`, always one row. PgBouncer: pool_mode=transaction, default_pool_size=4, SCRAM on both sides."
+            "Hearth rows: wrk -t1 -c1 cycling through 100 row ids (HTTP, JSON in and out); the other rows are timed in this process per call. Same Postgres, same table (1,000 rows, ENABLE + FORCE ROW LEVEL SECURITY), same query `{QUERY}` as tenant `{TENANT}`, always one row. PgBouncer: pool_mode=transaction, default_pool_size=4, SCRAM on both sides."
         )],
     })
-}
-
-fn contains(hay: &[u8], needle: &[u8]) -> bool {
-    hay.windows(needle.len()).any(|w| w == needle)
 }

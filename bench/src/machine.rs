@@ -107,9 +107,23 @@ pub async fn versions(p: &Peers) -> Vec<(String, String)> {
             first_line("/usr/sbin/pgbouncer", &["--version"]),
         ),
         ("wrk".into(), first_line("wrk", &["-v"])),
+        ("nginx".into(), nginx_version()),
+        (
+            "aws_secretsmanager_caching".into(),
+            "2.1.0 (in Cargo.lock, in this binary)".into(),
+        ),
         (
             "lambda-simulator".into(),
             "0.2.0 (pinned in the workspace)".into(),
         ),
     ]
+}
+
+/// `nginx -v` prints to stderr.
+fn nginx_version() -> String {
+    Command::new(crate::nginx::NGINX)
+        .arg("-v")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stderr).trim().to_string())
+        .unwrap_or_else(|e| format!("not found ({e})"))
 }

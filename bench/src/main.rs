@@ -9,25 +9,33 @@
 //! # Layout
 //!
 //! - [`stats`]: samples, percentiles, the bounded measurement loop.
-//! - [`client`]: a minimal keep-alive HTTP/1.1 client; [`floor`]: the loopback floor server.
+//! - [`load`]: the calibrated load generator (wrk) every HTTP figure goes through;
+//!   [`floor`]: the trivial server beside every HTTP row; [`nginx`]: the static ceiling;
+//!   [`agent`]: AWS's Secrets Manager Agent; [`client`]: a keep-alive client for set-up and
+//!   checks (not for figures).
 //! - [`peers`]: moto, Postgres (RLS table), PgBouncer, and the `hearth` binary, started once.
 //! - [`secrets`], [`kms`], [`esdk`], [`db`], [`hop`]: the comparisons; [`extension`]: start-up,
-//!   per-invoke overhead, RSS, binary size.
+//!   per-invoke overhead, RSS, binary size; [`footprint`]: Hearth vs the agent, and Hearth's
+//!   build variants.
 //! - [`machine`]: the machine and versions; [`goals`]: the goals, met or missed;
 //!   [`report`]: Markdown and JSON.
 //!
 //! Usage: `hearth-bench [--quick] [--only-db | --only-esdk] [--out DIR]` (default DIR: `bench/results`), or
 //! `hearth-bench profile --hearth BINARY [--reads N]` ([`profile`], see bench/PROFILING.md).
 
+mod agent;
 mod client;
 mod db;
 mod esdk;
 mod extension;
 mod floor;
+mod footprint;
 mod goals;
 mod hop;
 mod kms;
+mod load;
 mod machine;
+mod nginx;
 mod peers;
 mod profile;
 mod report;
@@ -42,7 +50,7 @@ use hearth_tests::hearth::TOKEN;
 use hearth_tests::{target_bin, workspace_root};
 
 use crate::client::Http;
-use crate::report::{Comparison, Figure, Report, Row};
+use crate::report::{Comparison, Figure, Report};
 use crate::stats::round2;
 
 struct Args {
@@ -113,9 +121,12 @@ async fn run(a: &Args) -> Report {
     let mut r = Report {
         date: chrono::Utc::now().format("%Y-%m-%d %H:%M UTC").to_string(),
         profile: if cfg!(debug_assertions) {
-            "DEBUG build: figures are not representative".into()
+            "DEBUG build of the harness: figures are not representative".into()
         } else {
-            "release build".into()
+            format!(
+                "hearth: {}; harness: optimized profile",
+                target_bin("hearth").display()
+            )
         },
         machine: machine::machine(),
         ..Report::default()
@@ -149,12 +160,29 @@ async fn run(a: &Args) -> Report {
         fig(&mut r, "idle RSS", rss as f64 / 1024.0, "MiB", "VmRSS of the standalone hearth (secrets, KMS and DB configured, prewarmed: 1 pooled connection, 1 data key, 1 secret), 2 s after start, before any load");
     }
 
-    eprintln!("hearth-bench: secret read");
-    record(
-        &mut r,
-        "secret read",
-        secrets::run(&p, a.quick).await.map(|c| vec![c]),
-    );
+    eprintln!("hearth-bench: calibration and the hop (UDS vs TCP)");
+    let path = secrets::path();
+    let body = match Http::connect(p.hearth.port, Some(TOKEN)).await {
+        Ok(mut h) => h.get_ok(&path).await,
+        Err(e) => Err(e),
+    };
+    match body {
+        Ok(b) => record(&mut r, "calibration", hop::run(b, &path, a.quick).await),
+        Err(e) => r.failures.push(format!("calibration: {e}")),
+    }
+    eprintln!("hearth-bench: secret read (Hearth, AWS's agent, nginx, floor)");
+    let agent_bin = agent::binary();
+    if let Some(b) = &agent_bin {
+        r.versions
+            .push(("aws_secretsmanager_agent".into(), agent::version(b)));
+    }
+    let out = secrets::run(&p, agent_bin.as_deref(), a.quick).await;
+    r.comparisons.extend(out.comparisons);
+    r.figures.extend(out.figures);
+    for f in out.failures {
+        eprintln!("hearth-bench: {f}");
+        r.failures.push(f);
+    }
     eprintln!("hearth-bench: signed ESDK messages");
     record(
         &mut r,
@@ -177,80 +205,75 @@ async fn run(a: &Args) -> Report {
     eprintln!("hearth-bench: RLS query");
     database(&mut r, &p, a.quick).await;
 
-    eprintln!("hearth-bench: HTTP hop");
-    let path = secrets::path();
-    let body = match Http::connect(p.hearth.port, Some(TOKEN)).await {
-        Ok(mut h) => h.get_ok(&path).await,
-        Err(e) => Err(e),
-    };
-    match body.and_then(floor::Floor::start) {
-        Ok(fl) => {
-            record(
-                &mut r,
-                "HTTP hop",
-                hop::run(p.hearth.port, fl.port, &path, a.quick).await,
-            );
-            eprintln!("hearth-bench: wrk");
-            let secs = if a.quick { 2 } else { 10 };
-            let mut peak = 0u64;
-            let mut rows = Vec::new();
-            let mut failed = None;
-            for conns in [16usize, 64] {
-                let h_url = format!("http://127.0.0.1:{}{path}", p.hearth.port);
-                let f_url = format!("http://127.0.0.1:{}{path}", fl.port);
-                let hearth = hop::wrk(&h_url, Some(TOKEN), conns, secs, || {
-                    if let Some((rss, _)) = extension::rss_kib(pid) {
-                        peak = peak.max(rss);
-                    }
-                })
-                .await;
-                let floor_r = hop::wrk(&f_url, None, conns, secs, || {}).await;
-                match (hearth, floor_r) {
-                    (Ok(h), Ok(f)) if h.errors == 0 && f.errors == 0 => {
-                        rows.push((conns, h.summary, f.summary));
-                    }
-                    (Ok(h), Ok(f)) => {
-                        failed = Some(format!(
-                            "wrk saw errors: hearth {}, floor {}",
-                            h.errors, f.errors
-                        ))
-                    }
-                    (Err(e), _) | (_, Err(e)) => failed = Some(e),
-                }
-            }
-            if let Some(e) = failed {
-                r.failures.push(format!("wrk: {e}"));
-            }
-            for (conns, h, f) in rows {
-                r.comparisons.push(Comparison {
-                    id: format!("wrk_c{conns}"),
-                    title: format!("wrk, cached secret read, {conns} connections, {secs} s"),
-                    baseline: 1,
-                    rows: vec![
-                        Row::new("Hearth GET /secretsmanager/get", h, "token via -H"),
-                        Row::new("loopback floor (trivial hyper server, same body)", f, ""),
-                    ],
-                    notes: vec![format!("wrk -t2 -c{conns} -d{secs}s --latency; p50/p99 from its latency distribution, n = requests completed.")],
-                });
-            }
-            if let Some((rss, hwm)) = extension::rss_kib(pid) {
-                fig(
-                    &mut r,
-                    "loaded RSS",
-                    peak.max(rss) as f64 / 1024.0,
-                    "MiB",
-                    "highest VmRSS sampled every 50 ms while wrk drove 16 and 64 connections",
-                );
-                fig(
-                    &mut r,
-                    "peak RSS (VmHWM) after the whole run",
-                    hwm as f64 / 1024.0,
-                    "MiB",
-                    "high-water mark since start, all benchmarks above",
-                );
+    if let Some((rss, hwm)) = extension::rss_kib(pid) {
+        fig(
+            &mut r,
+            "RSS after the load",
+            rss as f64 / 1024.0,
+            "MiB",
+            "VmRSS after every load above",
+        );
+        fig(
+            &mut r,
+            "peak RSS (VmHWM) after the whole run",
+            hwm as f64 / 1024.0,
+            "MiB",
+            "high-water mark since start, all benchmarks above",
+        );
+    }
+
+    eprintln!("hearth-bench: footprint (Hearth vs AWS's agent, build variants)");
+    let runs = if a.quick { 3 } else { 10 };
+    let read_secs = if a.quick { 2 } else { 5 };
+    let mut side = Vec::new();
+    match footprint::hearth(
+        &p,
+        "Hearth (release, shipped)",
+        &target_bin("hearth"),
+        runs,
+        0,
+    )
+    .await
+    {
+        Ok(m) => side.push(m),
+        Err(e) => r.failures.push(format!("footprint: {e}")),
+    }
+    if let Some(b) = &agent_bin {
+        match footprint::aws_agent(&p, b, runs).await {
+            Ok(m) => side.push(m),
+            Err(e) => r.failures.push(format!("footprint of AWS's agent: {e}")),
+        }
+    }
+    if !side.is_empty() {
+        r.sections.push((
+            "Footprint: Hearth vs AWS's agent".into(),
+            format!("{}\nStart → serving: process spawn → first 200 from `/health` (Hearth) or `/ping` (the agent), polled every 100 µs on a new connection, {runs} starts each, standalone (no simulator), against the same moto. Hearth is configured for all three caches (secrets, KMS, DB) and prefetches in the background; the agent fetches on first read. Idle RSS: 2 s after start, before any read. Sizes: stripped copies.", footprint::table(&side, false)),
+        ));
+        if let Some(agent_side) = side.iter().find(|m| m.name.starts_with("AWS")) {
+            r.agent_start_ms = Some(agent_side.start.p50_us / 1000.0);
+            r.agent_bytes = Some(agent_side.bytes);
+        }
+    }
+    let mut variants = Vec::new();
+    for (name, bin) in footprint::variants() {
+        if let Ok((sizes, total)) = footprint::crate_sizes(&bin) {
+            if total > 0 {
+                r.sections.push((
+                    format!("Binary: what each crate contributes ({name})"),
+                    format!("{}\nSizes of code and read-only data symbols (`nm -S -C`) grouped by crate, `cargo bloat --crates`-style, from this variant's symbol table ({:.2} MB of symbols in all); the other variants are stripped, so their split is not read. Section padding, unwind tables and relocations are not in any symbol.", footprint::crate_table(&sizes, total, 25), total as f64 / 1e6),
+                ));
             }
         }
-        Err(e) => r.failures.push(format!("HTTP hop: {e}")),
+        match footprint::hearth(&p, &name, &bin, runs, read_secs).await {
+            Ok(m) => variants.push(m),
+            Err(e) => r.failures.push(format!("variant {name}: {e}")),
+        }
+    }
+    if !variants.is_empty() {
+        r.sections.push((
+            "Binary and footprint: build variants".into(),
+            format!("{}\nEach variant built by scripts/bench.sh in this run from the same source; measured as above, plus the cached read through wrk at 1 connection ({read_secs} s) on the last start. Profiles are in Cargo.toml.", footprint::table(&variants, true)),
+        ));
     }
 
     eprintln!("hearth-bench: start-up under lambda-simulator");

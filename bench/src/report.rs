@@ -57,6 +57,19 @@ impl Comparison {
             _ => 0.0,
         }
     }
+
+    /// The row's ops/s over the baseline's: its throughput as a multiple of the baseline's.
+    pub fn throughput(&self, row: &Row) -> f64 {
+        match self.rows.get(self.baseline).map(|r| r.summary.ops_per_s) {
+            Some(b) if b > 0.0 => row.summary.ops_per_s / b,
+            _ => 0.0,
+        }
+    }
+
+    /// The first row whose name starts with `prefix`.
+    pub fn row(&self, prefix: &str) -> Option<&Row> {
+        self.rows.iter().find(|r| r.name.starts_with(prefix))
+    }
 }
 
 /// A single measured figure (start-up time, RSS, binary size, ...).
@@ -114,6 +127,12 @@ pub struct Report {
     pub overhead_ms: Option<f64>,
     /// Stripped binary size, for the goals.
     pub binary_bytes: Option<u64>,
+    /// AWS's agent: start → serving p50 ms, stripped bytes (for the goals' context).
+    pub agent_start_ms: Option<f64>,
+    /// AWS's agent's stripped binary.
+    pub agent_bytes: Option<u64>,
+    /// Free-form sections (heading, Markdown body) printed after the comparisons.
+    pub sections: Vec<(String, String)>,
 }
 
 impl Report {
@@ -134,10 +153,12 @@ impl Report {
         let _ = writeln!(
             s,
             "Run {} ({}, {:.0} s). Every ratio is against a baseline measured in the same run, \
-             on this machine, over loopback. Latencies are per operation as the client saw it \
-             (p50/p99 by nearest rank); ops/s is what one client (or the stated number of \
-             connections) achieved over the measured wall time. The load generator runs on the \
-             same 2 cores as the server.\n",
+             on this machine, over loopback. Every HTTP figure is measured by wrk (one keep-alive \
+             connection per slot, no pipelining; p50/p99 from wrk's latency histogram, ops/s = \
+             requests completed over the measured window, after one unmeasured second), with \
+             wrk's own floor against a trivial server beside it; in-process figures are timed \
+             per operation (p50/p99 by nearest rank). The load generator runs on the same 2 \
+             cores as the server. `scripts/bench.sh` reruns it all.\n",
             self.date, self.profile, self.duration_s
         );
         let _ = writeln!(s, "> moto's latency is not AWS's: moto is a Python emulator that closes the connection after every response and takes milliseconds per call. Real Secrets Manager and KMS calls from Lambda typically take 5-30 ms (same region), so the ratios against direct AWS calls here are a floor-to-order-of-magnitude illustration, not a prediction. What does carry over unchanged: the number of KMS calls made.\n");
@@ -166,13 +187,13 @@ impl Report {
             let kms = c.rows.iter().any(|r| r.kms_per_10k.is_some());
             let _ = write!(
                 s,
-                "| side | p50 µs | p99 µs | mean µs | ops/s | n | p50 vs baseline |"
+                "| side | p50 µs | p99 µs | mean µs | ops/s | n | p50 vs baseline | ops/s vs baseline |"
             );
             if kms {
                 let _ = write!(s, " KMS calls / 10,000 ops |");
             }
             let _ = writeln!(s, " note |");
-            let _ = write!(s, "|---|--:|--:|--:|--:|--:|--:|");
+            let _ = write!(s, "|---|--:|--:|--:|--:|--:|--:|--:|");
             if kms {
                 let _ = write!(s, "--:|");
             }
@@ -188,16 +209,22 @@ impl Report {
                         format!("{} × slower", fmt_ratio(1.0 / x))
                     }
                 };
+                let tput = if i == c.baseline {
+                    "baseline".to_string()
+                } else {
+                    format!("{:.2}×", c.throughput(r))
+                };
                 let _ = write!(
                     s,
-                    "| {} | {} | {} | {} | {} | {} | {} |",
+                    "| {} | {} | {} | {} | {} | {} | {} | {} |",
                     r.name,
                     fmt_us(r.summary.p50_us),
                     fmt_us(r.summary.p99_us),
                     fmt_us(r.summary.mean_us),
                     fmt_ops(r.summary.ops_per_s),
                     r.summary.n,
-                    ratio
+                    ratio,
+                    tput
                 );
                 if kms {
                     let _ = write!(
@@ -214,6 +241,9 @@ impl Report {
                 let _ = writeln!(s, "\n{n}");
             }
             s.push('\n');
+        }
+        for (heading, body) in &self.sections {
+            let _ = writeln!(s, "## {heading}\n\n{body}\n");
         }
         let _ = writeln!(s, "## Extension figures\n");
         let _ = writeln!(s, "| figure | value | how |\n|---|--:|---|");
@@ -260,6 +290,7 @@ impl Report {
                         v["name"] = json!(r.name);
                         v["baseline"] = json!(i == c.baseline);
                         v["speedup_vs_baseline_p50"] = json!(round2(c.speedup(r)));
+                        v["throughput_vs_baseline"] = json!(round2(c.throughput(r)));
                         if let Some(k) = r.kms_per_10k {
                             v["kms_calls_per_10000_ops"] = json!(round2(k));
                         }
@@ -282,6 +313,7 @@ impl Report {
             "comparisons": comparisons,
             "figures": self.figures.iter().map(|f| json!({"name": f.name, "value": round2(f.value), "unit": f.unit, "note": f.note})).collect::<Vec<_>>(),
             "goals": self.goals.iter().map(|g| json!({"goal": g.goal, "measured": g.measured, "met": g.met, "by": g.by})).collect::<Vec<_>>(),
+            "sections": self.sections.iter().map(|(h, b)| json!({"heading": h, "markdown": b})).collect::<Vec<_>>(),
             "failures": self.failures,
         })
     }

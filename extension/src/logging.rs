@@ -14,7 +14,11 @@ pub fn init(cfg: &LogConfig) {
     // extension) is silence from every crate. A static `Targets` filter: the filter never
     // changes at run time, so nothing needs EnvFilter's directive parser on the event path.
     let ours = cfg.level.filter();
-    let default = if ours == LevelFilter::OFF { LevelFilter::OFF } else { LevelFilter::WARN };
+    let default = if ours == LevelFilter::OFF {
+        LevelFilter::OFF
+    } else {
+        LevelFilter::WARN
+    };
     let filter = Targets::new()
         .with_default(default)
         .with_target("hearth", ours)
