@@ -6,8 +6,8 @@ use std::sync::Arc;
 
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
-use axum::Json;
-use hearth::wire::SecretValue;
+use axum::http::{header, HeaderValue};
+use axum::response::{IntoResponse, Response};
 use serde::{Serialize, Serializer};
 
 use crate::error::ApiError;
@@ -103,9 +103,9 @@ pub fn parse_query(pairs: &[(String, String)]) -> Result<(SecretKey, bool), ApiE
     ))
 }
 
-/// A cached value serialized in place, straight from the cache's `Arc`. Cloning it per read
-/// cost an allocation and a copy per field (about 4% of a cached read's instructions, see
-/// bench/PROFILING.md) and left one more unzeroized copy of the secret on the heap.
+/// A cached value serialized in place, straight from the cache's `Arc` (Parameter Store
+/// answers). Cloning it per read cost an allocation and a copy per field (about 4% of a
+/// cached read's instructions, see bench/PROFILING.md).
 pub struct Cached<T>(pub Arc<T>);
 
 impl<T: Serialize> Serialize for Cached<T> {
@@ -114,11 +114,11 @@ impl<T: Serialize> Serialize for Cached<T> {
     }
 }
 
-/// The handler.
+/// The handler: the cached version's JSON, encoded once when it was fetched.
 pub async fn get(
     State(state): State<AppState>,
     query: Result<Query<Vec<(String, String)>>, QueryRejection>,
-) -> Result<Json<Cached<SecretValue>>, ApiError> {
+) -> Result<Response, ApiError> {
     let Query(pairs) = query.map_err(|_| {
         invalid(
             "InvalidParameter",
@@ -127,7 +127,14 @@ pub async fn get(
     })?;
     let (key, refresh_now) = parse_query(&pairs)?;
     let value = state.secrets.get(&key, refresh_now).await?;
-    Ok(Json(Cached(value)))
+    Ok((
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
+        value.json(),
+    )
+        .into_response())
 }
 
 #[cfg(test)]
