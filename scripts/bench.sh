@@ -20,7 +20,8 @@
 #
 # Environment: CARGO_TARGET_DIR (default: target/); NICE, a command prefix for the builds
 # (e.g. NICE="nice -n 10"); HEARTH_BENCH_AGENT, an installed aws_secretsmanager_agent to use
-# instead of installing one.
+# instead of installing one; HEARTH_BENCH_EXTRA_VARIANTS, more "name=binary" pairs (;-separated)
+# to measure beside the two variants built here (e.g. a build of an earlier commit).
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
@@ -57,6 +58,6 @@ ${NICE:-} cargo build --locked --release -p hearth-extension --bin hearth
 ${NICE:-} cargo build --locked --profile release-o3 -p hearth-extension --bin hearth
 ${NICE:-} cargo build --locked --profile optimized -p hearth-tests --bin probe-function -p hearth-bench --bin hearth-bench
 echo "bench: builds took $(( $(date +%s) - start )) s" >&2
-export HEARTH_BIN="$target/release/hearth"
-export HEARTH_BENCH_VARIANTS="release: opt-level z, hot-path crates at 3 (shipped)=$target/release/hearth;release-o3: opt-level 3 everywhere=$target/release-o3/hearth"
+export HEARTH_BENCH_HEARTH_BIN="$target/release/hearth"
+export HEARTH_BENCH_VARIANTS="release: opt-level z, hot-path crates at 3 (shipped)=$target/release/hearth;release-o3: opt-level 3 everywhere=$target/release-o3/hearth${HEARTH_BENCH_EXTRA_VARIANTS:+;$HEARTH_BENCH_EXTRA_VARIANTS}"
 exec "$target/optimized/hearth-bench" "$@"

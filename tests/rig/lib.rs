@@ -62,10 +62,16 @@ pub fn free_port() -> u16 {
 /// A binary built in the same target directory as the running test (`target/<profile>/`).
 pub fn target_bin(name: &str) -> PathBuf {
     // The benchmark runs its harness from one profile and the shipping `hearth` from
-    // another: HEARTH_BIN names the extension binary to run.
+    // another: HEARTH_BENCH_HEARTH_BIN names the extension binary to run.
     if name == "hearth" {
-        if let Some(p) = std::env::var_os("HEARTH_BIN") {
-            return PathBuf::from(p);
+        if let Some(p) = std::env::var_os("HEARTH_BENCH_HEARTH_BIN") {
+            let p = PathBuf::from(p);
+            assert!(
+                p.is_file(),
+                "HEARTH_BENCH_HEARTH_BIN={} is not a file",
+                p.display()
+            );
+            return p;
         }
     }
     let exe = std::env::current_exe().unwrap_or_default();

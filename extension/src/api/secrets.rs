@@ -11,7 +11,7 @@ use axum::response::{IntoResponse, Response};
 use serde::{Serialize, Serializer};
 
 use crate::error::ApiError;
-use crate::secrets::SecretKey;
+use crate::secrets::{SecretKey, SecretsError};
 use crate::state::AppState;
 
 pub(crate) fn invalid(code: &'static str, message: impl Into<String>) -> ApiError {
@@ -127,12 +127,15 @@ pub async fn get(
     })?;
     let (key, refresh_now) = parse_query(&pairs)?;
     let value = state.secrets.get(&key, refresh_now).await?;
+    let json = value.json().map_err(|_| SecretsError::Upstream {
+        message: "the secret could not be encoded as JSON".into(),
+    })?;
     Ok((
         [(
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/json"),
         )],
-        value.json(),
+        json,
     )
         .into_response())
 }

@@ -2,6 +2,7 @@
 //! GetSecretValue, keyed by (secret id, version id, version stage).
 
 use std::ops::Deref;
+use std::sync::OnceLock;
 
 use bytes::Bytes;
 use hearth::wire::SecretValue;
@@ -39,32 +40,40 @@ impl CacheError for SecretsError {
     }
 }
 
-/// A cached secret version with its GetSecretValue JSON encoded once, when it was fetched.
+/// A cached secret version, with its GetSecretValue JSON encoded once, on the first HTTP read
+/// of the entry, and kept with it.
 ///
 /// A cached read answers with these bytes (a reference count, not a copy): encoding the
 /// value per read (escaping every byte of ARN, name, version and secret, and growing the
 /// response buffer) was about a fifth of a cached read's instructions (bench/PROFILING.md).
-/// Derefs to the value for every other reader (the database credentials).
+/// Lazily, so a version only the pool reads (the database secret) is never encoded. The
+/// cost: an entry that was served holds its secret twice (value and JSON) for as long as it
+/// is cached, as the value alone was before, in memory the process owns; neither copy is
+/// zeroized on eviction (the value never was). Derefs to the value for every other reader.
 pub struct CachedSecret {
     value: SecretValue,
-    json: Bytes,
+    json: OnceLock<Bytes>,
 }
 
 impl CachedSecret {
-    /// Encodes `value` once.
-    pub fn new(value: SecretValue) -> Result<CachedSecret, SecretsError> {
-        let json = serde_json::to_vec(&value).map_err(|_| SecretsError::Upstream {
-            message: "the secret could not be encoded as JSON".into(),
-        })?;
-        Ok(CachedSecret {
+    /// Wraps a fetched version.
+    pub fn new(value: SecretValue) -> CachedSecret {
+        CachedSecret {
             value,
-            json: Bytes::from(json),
-        })
+            json: OnceLock::new(),
+        }
     }
 
-    /// The GetSecretValue JSON of this version, as AWS's extension answers it.
-    pub fn json(&self) -> Bytes {
-        self.json.clone()
+    /// The GetSecretValue JSON of this version, as AWS's extension answers it; encoded on
+    /// the first call. Fails only if the value cannot be encoded, which its all-string fields
+    /// rule out.
+    pub fn json(&self) -> Result<Bytes, serde_json::Error> {
+        if let Some(b) = self.json.get() {
+            return Ok(b.clone());
+        }
+        let b = Bytes::from(serde_json::to_vec(&self.value)?);
+        // A racing reader may have set it first: both encodings are the same bytes.
+        Ok(self.json.get_or_init(|| b).clone())
     }
 }
 
@@ -81,7 +90,7 @@ impl Source for SecretsUpstream {
     type Error = SecretsError;
 
     async fn fetch(&self, key: &SecretKey) -> Result<CachedSecret, SecretsError> {
-        CachedSecret::new(self.get(key).await?)
+        self.get(key).await.map(CachedSecret::new)
     }
 
     fn id(key: &SecretKey) -> &str {
