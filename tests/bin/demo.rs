@@ -3,7 +3,10 @@
 //! loopback. It runs a scripted day in the life of one execution environment — a cold
 //! invoke, warm invokes, a warm-up ping, a database password rotation, more invokes, a
 //! shutdown — and prints what Hearth saved: latency cold vs warm, cache hits, KMS calls
-//! made and avoided, pool connections created and reused.
+//! made and avoided, pool connections created and reused. For the warm invokes it also
+//! splits the round trip: the function's handler time and each Hearth call inside it (the
+//! `timings` the payments function reports, measured client-side), and what is left for the
+//! simulator and the Lambda runtime client.
 //!
 //! Bounded: the whole run is cut off after 110 s; every peer is stopped on exit.
 
@@ -17,6 +20,12 @@ use serde_json::{json, Value};
 
 const WARM_INVOKES: usize = 20;
 const AFTER_ROTATION_INVOKES: usize = 10;
+/// The Hearth calls the payments function times, in the order printed (its `timings` keys).
+const CALLS: [(&str, &str); 3] = [
+    ("encrypt_us", "encrypt (POST /v1/kms/encrypt)"),
+    ("query_us", "query (POST /v1/db/query)"),
+    ("decrypt_us", "decrypt (POST /v1/kms/decrypt)"),
+];
 const CARDS: [&str; 3] = ["4111111111111111", "5555555555554444", "4012888888881881"];
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
@@ -46,6 +55,11 @@ fn quantile(samples: &mut [f64], q: f64) -> f64 {
     }
     let rank = ((samples.len() as f64) * q).ceil().max(1.0) as usize;
     samples[rank.min(samples.len()) - 1]
+}
+
+/// `timings[name]` of a function response, in milliseconds.
+fn timing_ms(out: &Value, name: &str) -> Option<f64> {
+    out["timings"][name].as_u64().map(|us| us as f64 / 1000.0)
 }
 
 fn create(tenant: &str, i: usize) -> Value {
@@ -101,6 +115,9 @@ async fn run() -> Result<(), String> {
 
     // 2. Warm invokes: creates and reads for two tenants.
     let mut warm = Vec::new();
+    let mut handler = Vec::new();
+    let mut runtime_share = Vec::new();
+    let mut calls: Vec<Vec<f64>> = vec![Vec::new(); CALLS.len()];
     for i in 1..=WARM_INVOKES {
         let tenant = if i % 2 == 0 { "t1" } else { "t2" };
         let event = if i % 3 == 0 {
@@ -118,6 +135,13 @@ async fn run() -> Result<(), String> {
             ids.push((tenant, json!(id)));
         }
         warm.push(ms(took));
+        let h = timing_ms(&out, "handler_us")
+            .ok_or_else(|| format!("the function's response has no timings: {out}"))?;
+        handler.push(h);
+        runtime_share.push(ms(took) - h);
+        for ((name, _), samples) in CALLS.iter().zip(calls.iter_mut()) {
+            samples.extend(timing_ms(&out, name));
+        }
     }
 
     // 3. A warm-up ping, as hearth-warmer or an EventBridge rule sends it.
@@ -184,6 +208,29 @@ async fn run() -> Result<(), String> {
         quantile(&mut after_rotation, 0.99)
     );
     println!("  {:<34} {:>8.2} ms", "warm-up ping", ms(ping_took));
+
+    println!(
+        "\nwarm invokes, where the time goes (p50 / p99, n={WARM_INVOKES}; Hearth calls timed inside the function)"
+    );
+    let row = |label: String, samples: &mut Vec<f64>| {
+        println!(
+            "  {:<34} {:>8.2} ms / {:.2} ms",
+            label,
+            quantile(samples, 0.5),
+            quantile(samples, 0.99)
+        );
+    };
+    row("round trip".into(), &mut warm);
+    row("function handler".into(), &mut handler);
+    for ((_, label), samples) in CALLS.iter().zip(calls.iter_mut()) {
+        if !samples.is_empty() {
+            row(format!("  Hearth {label} n={}", samples.len()), samples);
+        }
+    }
+    row(
+        "simulator + runtime (trip - handler)".into(),
+        &mut runtime_share,
+    );
 
     println!("\nextension (GET /v1/metrics)");
     println!(

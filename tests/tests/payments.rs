@@ -25,6 +25,31 @@ fn get(tenant: &str, id: &Value, reveal: bool) -> Value {
     json!({"action": "get", "tenant": tenant, "paymentId": id, "reveal": reveal})
 }
 
+/// The success body's `timings`: exactly the Hearth calls made (client-side microseconds, each
+/// positive) plus `handler_us`, which covers them all.
+fn assert_timings(out: &Value, calls: &[&str]) {
+    let t = out["timings"]
+        .as_object()
+        .unwrap_or_else(|| panic!("no timings object: {out}"));
+    let mut keys: Vec<&str> = t.keys().map(String::as_str).collect();
+    keys.sort_unstable();
+    let mut want: Vec<&str> = calls.iter().copied().chain(["handler_us"]).collect();
+    want.sort_unstable();
+    assert_eq!(keys, want, "{out}");
+    let us = |k: &str| t[k].as_u64().unwrap_or(0);
+    for k in &want {
+        assert!(
+            us(k) > 0,
+            "{k} is not a positive number of microseconds: {out}"
+        );
+    }
+    let calls_total: u64 = calls.iter().map(|k| us(k)).sum();
+    assert!(
+        us("handler_us") >= calls_total,
+        "handler_us is less than its calls: {out}"
+    );
+}
+
 async fn metrics(port: u16) -> Value {
     hearth::Client::builder()
         .port(port)
@@ -48,8 +73,10 @@ async fn payments_are_encrypted_isolated_per_tenant_and_read_back() {
     assert!(id.is_string(), "{out}");
     assert_eq!(out["payment"]["card"], json!({"last4": "1111"}), "{out}");
     assert!(!out.to_string().contains(PAN));
+    assert_timings(&out, &["encrypt_us", "query_us"]);
 
     let (_, out) = env.invoke(get("t1", &id, true)).await;
+    assert_timings(&out, &["query_us", "decrypt_us"]);
     let p = &out["payment"];
     assert_eq!(p["amountCents"], 1234, "{out}");
     assert_eq!(p["currency"], "EUR");
@@ -71,6 +98,10 @@ async fn payments_are_encrypted_isolated_per_tenant_and_read_back() {
     let unknown = json!("5b1c3f38-6d34-4f0b-9a43-3b2d4e7e9a10");
     let (_, out2) = env.invoke(get("t1", &unknown, true)).await;
     assert_eq!(out2["error"]["code"], "PaymentNotFound", "{out2}");
+    assert!(
+        out.get("timings").is_none(),
+        "errors keep their shape: {out}"
+    );
 
     // What is stored: ciphertext only, under the tenant's context, isolated by RLS.
     let admin = stack.pg.admin_on(DB).await;

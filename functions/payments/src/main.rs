@@ -18,14 +18,21 @@ mod request;
 use lambda_runtime::{service_fn, Error, LambdaEvent};
 use serde_json::Value;
 
-/// Handles one event; every outcome is a JSON body (`{"payment":..}` or `{"error":..}`).
+/// Handles one event; every outcome is a JSON body (`{"payment":..,"timings":..}` or
+/// `{"error":..}`). `timings` holds the client-side microseconds of each Hearth call
+/// ([`payments::Timings`]) and `handler_us`, the whole of this function.
 async fn handle(client: &hearth::Client, event: &Value) -> Value {
+    let started = std::time::Instant::now();
+    let mut timings = payments::Timings::default();
     let result = match request::parse(event) {
-        Ok(req) => payments::handle(client, req).await,
+        Ok(req) => payments::handle(client, req, &mut timings).await,
         Err(e) => Err(e),
     };
     match result {
-        Ok(v) => v,
+        Ok(mut v) => {
+            v["timings"] = timings.to_json(started.elapsed());
+            v
+        }
         Err(e) => {
             // The message names fields, never values; the code is what callers branch on.
             tracing::warn!(code = e.code(), error = %e, "request failed");
