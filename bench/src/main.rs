@@ -272,7 +272,7 @@ async fn run(a: &Args) -> Report {
     if !variants.is_empty() {
         r.sections.push((
             "Binary and footprint: build variants".into(),
-            format!("{}\nEach variant built by scripts/bench.sh in this run from the same source; measured as above, plus the cached read through wrk at 1 connection ({read_secs} s) on the last start. Profiles are in Cargo.toml.", footprint::table(&variants, true)),
+            format!("{}\nThe first two built by scripts/bench.sh in this run from the same source (others, if any, are named by their commit); measured as above, plus the cached read through wrk at 1 connection ({read_secs} s) on the last start. Profiles are in Cargo.toml.", footprint::table(&variants, true)),
         ));
     }
 
