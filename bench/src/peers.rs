@@ -51,6 +51,10 @@ pub struct Peers {
     pub moto: Moto,
     /// ARN of the KMS key.
     pub key_arn: String,
+    /// The Unix-domain socket [`Peers::hearth`] also serves (`HEARTH_UNIX_SOCKET`).
+    pub hearth_socket: std::path::PathBuf,
+    /// Holds that socket; removed after Hearth stops.
+    _socket_dir: tempfile::TempDir,
 }
 
 /// A secret value of a realistic size (an API credential as JSON).
@@ -119,7 +123,17 @@ impl Peers {
             .await
             .map_err(|e| format!("CreateSecret: {e:?}"))?;
 
-        let hearth = Hearth::start(&hearth_env(&moto, &key_arn)).await;
+        let socket_dir = tempfile::Builder::new()
+            .prefix("hearth-bench-")
+            .tempdir()
+            .map_err(|e| format!("socket dir: {e}"))?;
+        let hearth_socket = socket_dir.path().join("hearth.sock");
+        let mut env = hearth_env(&moto, &key_arn);
+        env.push((
+            "HEARTH_UNIX_SOCKET".into(),
+            hearth_socket.display().to_string(),
+        ));
+        let hearth = Hearth::start(&env).await;
         let mut env = moto.env();
         for (k, v) in [
             ("HEARTH_DB_SECRET_ID", DB_POOLED_SECRET_ID),
@@ -138,6 +152,8 @@ impl Peers {
             pg,
             moto,
             key_arn,
+            hearth_socket,
+            _socket_dir: socket_dir,
         })
     }
 

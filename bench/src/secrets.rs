@@ -258,6 +258,33 @@ async fn in_process(p: &Peers, quick: bool) -> Result<Comparison, String> {
     )
     .await?;
 
+    let over_socket = hearth::Client::builder()
+        .unix_socket(&p.hearth_socket)
+        .token(TOKEN)
+        .build()
+        .map_err(|e| e.to_string())?;
+    let got = over_socket
+        .secret(SECRET_ID)
+        .await
+        .map_err(|e| e.to_string())?;
+    if got.secret_string.as_deref() != Some(secret_value().as_str()) {
+        return Err("hearth::Client over the Unix socket returned the wrong secret".into());
+    }
+    let mut over_socket = over_socket;
+    let typed_unix = measure(
+        Budget::new(1000, 20_000, 10).scaled(scale),
+        &mut over_socket,
+        |c, _| {
+            Box::pin(async move {
+                c.secret(SECRET_ID)
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| e.to_string())
+            })
+        },
+    )
+    .await?;
+
     let sm = p.moto.secrets_client().await;
     let direct = measure(Budget::new(10, 300, 10).scaled(scale), &mut (), |_, _| {
         let sm = sm.clone();
@@ -274,10 +301,11 @@ async fn in_process(p: &Peers, quick: bool) -> Result<Comparison, String> {
     Ok(Comparison {
         id: "secret_read".into(),
         title: "Secret read from a Rust function: in-process cache, Hearth's typed client, GetSecretValue per request".into(),
-        baseline: 2,
+        baseline: 3,
         rows: vec![
             Row::new("aws_secretsmanager_caching (AWS's in-process cache)", library, "get_secret_value from a warm cache, in the function's own process: no hop, but a cache per process (no sharing with other runtimes, no prewarm, no stale-on-error across restarts)"),
             Row::new("hearth::Client.secret (typed client over loopback HTTP)", typed, "one keep-alive connection; timed around the call, decoding included"),
+            Row::new("hearth::Client.secret over the Unix-domain socket (HEARTH_UNIX_SOCKET)", typed_unix, "the same client and server, the same keep-alive connection, on a socket file instead of 127.0.0.1"),
             Row::new("direct GetSecretValue per request (AWS SDK → moto)", direct, "one SDK client, built once; moto's latency, not AWS's"),
         ],
         notes: vec!["Timed in this process, per call (nearest-rank percentiles). The typed client's figure includes its own HTTP client (hyper) and JSON decoding; the HTTP tables above measure the server with wrk.".into()],

@@ -172,6 +172,7 @@ pub async fn subscribe(extension_id: &str) -> Result<Arc<InvocationEnds>, String
     let limits = crate::config::ServerConfig {
         port,
         token: String::new(),
+        unix_socket: None,
         max_connections: TELEMETRY_CONNECTIONS,
         max_body_bytes: std::num::NonZeroUsize::new(MAX_BATCH_BYTES)
             .unwrap_or(std::num::NonZeroUsize::MIN),

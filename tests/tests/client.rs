@@ -408,3 +408,110 @@ async fn timeout_and_extension_restart() {
     let e = c.health().await.unwrap_err();
     assert!(matches!(e, Error::Transport { .. }), "{e}");
 }
+
+/// `HEARTH_UNIX_SOCKET`: the same API on a Unix-domain socket beside the port, with the
+/// same token check and limits; the file is owner-only and gone after shutdown.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unix_socket_serves_the_same_api_with_the_same_gate() {
+    use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let moto = Moto::start();
+    let sm = moto.secrets_client().await;
+    sm.create_secret()
+        .name("uds/secret")
+        .secret_string("uds-value-7")
+        .send()
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let sock = dir.path().join("hearth.sock");
+    let sock_s = sock.to_str().unwrap().to_string();
+    let mut env = moto.env();
+    env.push(("HEARTH_UNIX_SOCKET".into(), sock_s.clone()));
+    env.push(("HEARTH_MAX_HEADER_BYTES".into(), "4096".into()));
+    let mut h = Hearth::start(&env).await;
+
+    let meta = std::fs::symlink_metadata(&sock).unwrap();
+    assert!(meta.file_type().is_socket());
+    assert_eq!(meta.permissions().mode() & 0o777, 0o600);
+
+    // The function's own environment switches the client: same variable as the extension.
+    let vars = [
+        ("HEARTH_UNIX_SOCKET", sock_s.as_str()),
+        ("HEARTH_TOKEN", TOKEN),
+        ("HEARTH_PORT", "1"),
+    ];
+    let uds = hearth::ClientBuilder::from_vars(|k| {
+        vars.iter()
+            .find(|(n, _)| *n == k)
+            .map(|(_, v)| v.to_string())
+    })
+    .unwrap()
+    .build()
+    .unwrap();
+    assert_eq!(uds.addr(), format!("unix:{sock_s}"));
+    let v = uds.secret("uds/secret").await.unwrap();
+    assert_eq!(v.secret_string.as_deref(), Some("uds-value-7"));
+    // One cache behind both listeners: the TCP read is a hit.
+    let tcp = client(h.port);
+    assert_eq!(
+        tcp.secret("uds/secret")
+            .await
+            .unwrap()
+            .secret_string
+            .as_deref(),
+        Some("uds-value-7")
+    );
+    let m = uds.metrics().await.unwrap();
+    assert_eq!(
+        m["counters"]["secrets.upstream_calls"].as_u64(),
+        Some(1),
+        "{m}"
+    );
+    let e = uds.secret("uds/missing").await.unwrap_err();
+    assert_eq!(api_error(&e), (404, "SecretNotFound"), "{e}");
+
+    // The token is still the gate.
+    let anonymous = Client::builder().unix_socket(&sock).build().unwrap();
+    assert_eq!(anonymous.health().await.unwrap().status, "ok");
+    let e = anonymous.secret("uds/secret").await.unwrap_err();
+    assert_eq!(api_error(&e), (401, "MissingToken"), "{e}");
+    let wrong = Client::builder()
+        .unix_socket(&sock)
+        .token("nope")
+        .build()
+        .unwrap();
+    let e = wrong.secret("uds/secret").await.unwrap_err();
+    assert_eq!(api_error(&e), (403, "InvalidToken"), "{e}");
+
+    // The same limits: an oversized head is answered in JSON, as on TCP.
+    let mut raw = tokio::net::UnixStream::connect(&sock).await.unwrap();
+    let req = format!(
+        "GET /secretsmanager/get?secretId=uds/secret HTTP/1.1\r\nhost: localhost\r\nx-aws-parameters-secrets-token: {TOKEN}\r\nx-pad: {}\r\n\r\n",
+        "a".repeat(20_000)
+    );
+    let _ = raw.write_all(req.as_bytes()).await;
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), raw.read_to_end(&mut answer)).await;
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 431 "), "{answer}");
+    assert!(answer.contains("HeaderTooLarge"), "{answer}");
+
+    // A client pointed at a socket nobody serves gets a transport error naming it.
+    let nowhere = Client::builder()
+        .unix_socket(dir.path().join("nobody.sock"))
+        .token(TOKEN)
+        .build()
+        .unwrap();
+    let e = nowhere.secret("uds/secret").await.unwrap_err();
+    assert!(e.to_string().contains("nobody.sock"), "{e}");
+
+    h.proc.signal("TERM");
+    assert!(h.proc.wait_exit(Duration::from_secs(10)).await.is_some());
+    assert!(
+        std::fs::symlink_metadata(&sock).is_err(),
+        "the socket file outlived the extension"
+    );
+    assert!(!h.proc.output().contains("uds-value-7"));
+}

@@ -2,6 +2,7 @@
 
 use std::fmt;
 use std::num::NonZeroUsize;
+use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -14,6 +15,7 @@ pub const VARS: &[Var] = &[
     Var::new("HEARTH_PORT", "2773", "Loopback port of the HTTP API.")
         .alias(&["PARAMETERS_SECRETS_EXTENSION_HTTP_PORT"]),
     Var::new("HEARTH_TOKEN", "value of AWS_SESSION_TOKEN", "Value the X-Aws-Parameters-Secrets-Token header must carry (set it where AWS_SESSION_TOKEN is empty or unset, as under `sam local invoke` with long-term keys)."),
+    Var::new("HEARTH_UNIX_SOCKET", "(off)", "Absolute path of a Unix-domain socket to serve the same API on, beside the TCP port (e.g. /tmp/hearth.sock; Lambda's /tmp is shared by the function and its extensions). The token is still required. `hearth::Client` uses it when the function has the same variable."),
     Var::new("HEARTH_MAX_CONNECTIONS", "64", "Concurrent HTTP connections served."),
     Var::new("HEARTH_MAX_BODY_BYTES", "1048576", "Largest request body accepted (413 beyond)."),
     Var::new("HEARTH_MAX_HEADER_BYTES", "16384", "Largest request head accepted (431 beyond)."),
@@ -27,6 +29,8 @@ pub struct ServerConfig {
     pub port: u16,
     /// Expected value of the token header.
     pub token: String,
+    /// A Unix-domain socket served beside the port, when set.
+    pub unix_socket: Option<PathBuf>,
     /// Concurrent connections served; further ones wait in the accept queue.
     pub max_connections: NonZeroUsize,
     /// Largest request body accepted.
@@ -42,6 +46,7 @@ impl fmt::Debug for ServerConfig {
         f.debug_struct("ServerConfig")
             .field("port", &self.port)
             .field("token", &"<redacted>")
+            .field("unix_socket", &self.unix_socket)
             .field("max_connections", &self.max_connections)
             .field("max_body_bytes", &self.max_body_bytes)
             .field("max_header_bytes", &self.max_header_bytes)
@@ -85,9 +90,16 @@ pub fn read(r: &mut Reader<'_>) -> ServerConfig {
             String::new()
         }
     };
+    let unix_socket = r.parse(
+        "HEARTH_UNIX_SOCKET",
+        None,
+        &format!("an absolute path of at most {MAX_SOCKET_PATH} bytes, or empty for none"),
+        parse_socket_path,
+    );
     ServerConfig {
         port,
         token,
+        unix_socket,
         max_connections: r.size("HEARTH_MAX_CONNECTIONS", 64, 4096),
         max_body_bytes: r.size("HEARTH_MAX_BODY_BYTES", 1 << 20, 64 << 20),
         max_header_bytes: r.size("HEARTH_MAX_HEADER_BYTES", 16 << 10, 1 << 20),
@@ -97,5 +109,54 @@ pub fn read(r: &mut Reader<'_>) -> ServerConfig {
             Duration::from_millis(100),
             Duration::from_secs(900),
         ),
+    }
+}
+
+/// The longest socket path Linux binds (`sun_path` is 108 bytes with its NUL).
+pub const MAX_SOCKET_PATH: usize = 107;
+
+/// `Some(None)` for empty (no socket), `Some(Some(path))` for an absolute path that fits.
+fn parse_socket_path(s: &str) -> Option<Option<PathBuf>> {
+    if s.is_empty() {
+        return Some(None);
+    }
+    let ok = s.starts_with('/') && s.len() <= MAX_SOCKET_PATH && !s.ends_with('/');
+    ok.then(|| Some(PathBuf::from(s)))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use crate::config::{Config, Env};
+
+    fn server(pairs: &[(&str, &str)]) -> Result<super::ServerConfig, String> {
+        let mut all = vec![("AWS_SESSION_TOKEN", "t")];
+        all.extend_from_slice(pairs);
+        let env = Env::from_pairs(all.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        Config::from_env(&env)
+            .map(|c| c.server)
+            .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn unix_socket_is_off_unless_an_absolute_path_that_fits() {
+        assert_eq!(server(&[]).unwrap().unix_socket, None);
+        assert_eq!(
+            server(&[("HEARTH_UNIX_SOCKET", " ")]).unwrap().unix_socket,
+            None
+        );
+        let on = server(&[("HEARTH_UNIX_SOCKET", "/tmp/hearth.sock")]).unwrap();
+        assert_eq!(
+            on.unix_socket.as_deref(),
+            Some(std::path::Path::new("/tmp/hearth.sock"))
+        );
+        let long = format!("/tmp/{}", "s".repeat(super::MAX_SOCKET_PATH));
+        for bad in ["hearth.sock", "./tmp/h.sock", "/tmp/", long.as_str()] {
+            let e = server(&[("HEARTH_UNIX_SOCKET", bad)]).unwrap_err();
+            assert!(
+                e.contains("HEARTH_UNIX_SOCKET") && e.contains("absolute path"),
+                "{bad}: {e}"
+            );
+        }
     }
 }

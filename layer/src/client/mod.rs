@@ -16,12 +16,14 @@
 //! - `builder`: [`ClientBuilder`], settings from the environment or explicit.
 //! - `error`: [`Error`], carrying the extension's JSON error code and HTTP status.
 //! - `transport`: the keep-alive pool, the freeze-safe retry, response decoding.
+//! - `unix`: the connector for a Unix-domain socket (`HEARTH_UNIX_SOCKET`).
 //! - `types`: [`Plaintext`], [`Decrypted`], [`DataKey`], [`SecretVersion`].
 
 mod builder;
 mod error;
 mod transport;
 mod types;
+mod unix;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -50,7 +52,24 @@ use crate::wire::{
     QueryResponse, SecretValue, TransactionRequest, TransactionResponse, WarmResponse,
 };
 
-type HttpClient = hyper_util::client::legacy::Client<HttpConnector, Full<Bytes>>;
+/// The keep-alive pool, over loopback TCP or a Unix-domain socket.
+#[derive(Clone)]
+pub(crate) enum HttpClient {
+    Tcp(hyper_util::client::legacy::Client<HttpConnector, Full<Bytes>>),
+    Unix(hyper_util::client::legacy::Client<unix::UnixConnector, Full<Bytes>>),
+}
+
+impl HttpClient {
+    pub(crate) fn request(
+        &self,
+        req: hyper::Request<Full<Bytes>>,
+    ) -> hyper_util::client::legacy::ResponseFuture {
+        match self {
+            HttpClient::Tcp(c) => c.request(req),
+            HttpClient::Unix(c) => c.request(req),
+        }
+    }
+}
 
 /// A client for the Hearth extension on `127.0.0.1`. Cheap to clone.
 #[derive(Clone)]
@@ -60,7 +79,10 @@ pub struct Client {
 
 pub(crate) struct Inner {
     http: HttpClient,
+    /// The URI authority: `127.0.0.1:PORT`, or `localhost` over a Unix-domain socket.
     authority: String,
+    /// Where the extension is, as errors and [`Client::addr`] show it.
+    addr: String,
     token: Option<HeaderValue>,
     timeout: Duration,
     max_response_bytes: usize,
@@ -69,7 +91,7 @@ pub(crate) struct Inner {
 impl std::fmt::Debug for Client {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Client")
-            .field("addr", &self.inner.authority)
+            .field("addr", &self.inner.addr)
             .field("token", &self.inner.token.as_ref().map(|_| "<redacted>"))
             .field("timeout", &self.inner.timeout)
             .finish()
@@ -89,18 +111,32 @@ impl Client {
     }
 
     fn from_builder(b: ClientBuilder) -> Client {
-        let mut connector = HttpConnector::new();
-        connector.set_nodelay(true);
-        connector.set_connect_timeout(Some(b.connect_timeout));
-        connector.enforce_http(true);
-        let http = hyper_util::client::legacy::Client::builder(TokioExecutor::new())
-            .pool_timer(TokioTimer::new())
+        let mut pool = hyper_util::client::legacy::Client::builder(TokioExecutor::new());
+        pool.pool_timer(TokioTimer::new())
             // Idle connections are dropped after a while; across a freeze the timer may not
             // fire in time, which the one retry in `transport` covers.
             .pool_idle_timeout(Duration::from_secs(60))
             .pool_max_idle_per_host(b.max_idle_connections)
-            .retry_canceled_requests(true)
-            .build(connector);
+            .retry_canceled_requests(true);
+        let (http, authority, addr) = match &b.unix_socket {
+            Some(path) => (
+                HttpClient::Unix(pool.build(unix::UnixConnector::new(path, b.connect_timeout))),
+                "localhost".to_string(),
+                format!("unix:{}", path.display()),
+            ),
+            None => {
+                let mut connector = HttpConnector::new();
+                connector.set_nodelay(true);
+                connector.set_connect_timeout(Some(b.connect_timeout));
+                connector.enforce_http(true);
+                let authority = format!("127.0.0.1:{}", b.port);
+                (
+                    HttpClient::Tcp(pool.build(connector)),
+                    authority.clone(),
+                    authority,
+                )
+            }
+        };
         // `build` validated the token as a header value.
         let token = b.token.and_then(|t| {
             let mut v = HeaderValue::from_str(&t).ok()?;
@@ -110,7 +146,8 @@ impl Client {
         Client {
             inner: Arc::new(Inner {
                 http,
-                authority: format!("127.0.0.1:{}", b.port),
+                authority,
+                addr,
                 token,
                 timeout: b.timeout,
                 max_response_bytes: b.max_response_bytes,
@@ -118,9 +155,9 @@ impl Client {
         }
     }
 
-    /// `127.0.0.1:PORT`.
+    /// `127.0.0.1:PORT`, or `unix:PATH` over a Unix-domain socket.
     pub fn addr(&self) -> &str {
-        &self.inner.authority
+        &self.inner.addr
     }
 
     async fn get<T: DeserializeOwned>(&self, path_and_query: &str, auth: bool) -> Result<T, Error> {

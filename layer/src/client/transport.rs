@@ -116,7 +116,7 @@ impl Inner {
                 return Err((
                     failure,
                     Error::Transport {
-                        addr: self.authority.clone(),
+                        addr: self.addr.clone(),
                         reason: describe(&e),
                         maybe_sent: failure != Some(Failure::NotSent),
                     },
@@ -131,7 +131,7 @@ impl Inner {
                 (
                     None,
                     Error::Transport {
-                        addr: self.authority.clone(),
+                        addr: self.addr.clone(),
                         reason: format!("reading the response body: {e}"),
                         maybe_sent: true,
                     },
