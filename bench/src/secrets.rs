@@ -21,7 +21,7 @@ use crate::load::{self, Load};
 use crate::nginx::Nginx;
 use crate::peers::{secret_value, Peers, SECRET_ID};
 use crate::report::{Comparison, Figure, Row};
-use crate::stats::{measure, Budget};
+use crate::stats::{measure, Budget, Summary};
 
 /// The request path of the cached read (the same for Hearth and AWS's agent).
 pub fn path() -> String {
@@ -234,56 +234,11 @@ async fn in_process(p: &Peers, quick: bool) -> Result<Comparison, String> {
     )
     .await?;
 
-    let client = hearth::Client::builder()
-        .port(p.hearth.port)
-        .token(TOKEN)
-        .build()
-        .map_err(|e| e.to_string())?;
-    let got = client.secret(SECRET_ID).await.map_err(|e| e.to_string())?;
-    if got.secret_string.as_deref() != Some(secret_value().as_str()) {
-        return Err("hearth::Client returned the wrong secret".into());
-    }
-    let mut client = client;
-    let typed = measure(
-        Budget::new(1000, 20_000, 10).scaled(scale),
-        &mut client,
-        |c, _| {
-            Box::pin(async move {
-                c.secret(SECRET_ID)
-                    .await
-                    .map(|_| ())
-                    .map_err(|e| e.to_string())
-            })
-        },
-    )
-    .await?;
-
-    let over_socket = hearth::Client::builder()
-        .unix_socket(&p.hearth_socket)
-        .token(TOKEN)
-        .build()
-        .map_err(|e| e.to_string())?;
-    let got = over_socket
-        .secret(SECRET_ID)
-        .await
-        .map_err(|e| e.to_string())?;
-    if got.secret_string.as_deref() != Some(secret_value().as_str()) {
-        return Err("hearth::Client over the Unix socket returned the wrong secret".into());
-    }
-    let mut over_socket = over_socket;
-    let typed_unix = measure(
-        Budget::new(1000, 20_000, 10).scaled(scale),
-        &mut over_socket,
-        |c, _| {
-            Box::pin(async move {
-                c.secret(SECRET_ID)
-                    .await
-                    .map(|_| ())
-                    .map_err(|e| e.to_string())
-            })
-        },
-    )
-    .await?;
+    let scaled = Budget::new(1000, 20_000, 10).scaled(scale);
+    let tcp = hearth::Client::builder().port(p.hearth.port);
+    let typed = typed_reads(tcp, scaled, "hearth::Client").await?;
+    let unix = hearth::Client::builder().unix_socket(&p.hearth_socket);
+    let typed_unix = typed_reads(unix, scaled, "hearth::Client over the Unix socket").await?;
 
     let sm = p.moto.secrets_client().await;
     let direct = measure(Budget::new(10, 300, 10).scaled(scale), &mut (), |_, _| {
@@ -310,4 +265,26 @@ async fn in_process(p: &Peers, quick: bool) -> Result<Comparison, String> {
         ],
         notes: vec!["Timed in this process, per call (nearest-rank percentiles). The typed client's figure includes its own HTTP client (hyper) and JSON decoding; the HTTP tables above measure the server with wrk.".into()],
     })
+}
+
+/// Cached reads through the typed client built from `builder`, after one checked read.
+async fn typed_reads(
+    builder: hearth::ClientBuilder,
+    budget: Budget,
+    what: &str,
+) -> Result<Summary, String> {
+    let mut client = builder.token(TOKEN).build().map_err(|e| e.to_string())?;
+    let got = client.secret(SECRET_ID).await.map_err(|e| e.to_string())?;
+    if got.secret_string.as_deref() != Some(secret_value().as_str()) {
+        return Err(format!("{what} returned the wrong secret"));
+    }
+    measure(budget, &mut client, |c, _| {
+        Box::pin(async move {
+            c.secret(SECRET_ID)
+                .await
+                .map(|_| ())
+                .map_err(|e| e.to_string())
+        })
+    })
+    .await
 }
