@@ -109,8 +109,8 @@ pub async fn run(env: Env) -> ExitCode {
 
     let unix_listener = match &cfg.server.unix_socket {
         None => None,
-        Some(path) => match server::bind_unix(path) {
-            Ok(l) => Some((l, path.clone())),
+        Some(path) => match server::bind_unix(path).await {
+            Ok(bound) => Some(bound),
             Err(msg) => {
                 tracing::error!("{msg}");
                 if in_lambda {
@@ -125,8 +125,8 @@ pub async fn run(env: Env) -> ExitCode {
         Ok(s) => s,
         Err(msg) => {
             tracing::error!("{msg}");
-            if let Some((_, path)) = &unix_listener {
-                let _ = std::fs::remove_file(path);
+            if let Some((_, file)) = &unix_listener {
+                file.remove();
             }
             if in_lambda {
                 report_init_error(CONFIG_ERROR_TYPE, &msg).await;
@@ -135,9 +135,12 @@ pub async fn run(env: Env) -> ExitCode {
         }
     };
     let cfg = state.config.clone();
-    let server = Server::spawn(listener, api::router(state.clone()), &cfg.server);
-    let unix_server = unix_listener
-        .map(|(l, path)| Server::spawn_unix(l, path, api::router(state.clone()), &cfg.server));
+    let server = Server::spawn_with_unix(
+        listener,
+        unix_listener,
+        api::router(state.clone()),
+        &cfg.server,
+    );
     tracing::info!(
         port = server.local_addr().port(),
         unix_socket = cfg
@@ -175,7 +178,7 @@ pub async fn run(env: Env) -> ExitCode {
             }
             Err(e) => {
                 tracing::error!(error = %e, "Extensions API failed");
-                shutdown_servers(server, unix_server, cfg.lifecycle.shutdown_budget).await;
+                server.shutdown(cfg.lifecycle.shutdown_budget).await;
                 return ExitCode::FAILURE;
             }
         }
@@ -188,7 +191,7 @@ pub async fn run(env: Env) -> ExitCode {
     };
 
     let t0 = Instant::now();
-    let drained = shutdown_servers(server, unix_server, cfg.lifecycle.shutdown_budget).await;
+    let drained = server.shutdown(cfg.lifecycle.shutdown_budget).await;
     // After the drain, so no request is still using a key: zeroize every cached key.
     let keys_zeroized = state.kms.shutdown();
     tracing::debug!(keys_zeroized, "data keys dropped");
@@ -200,19 +203,6 @@ pub async fn run(env: Env) -> ExitCode {
     }
     tracing::info!(reason = %reason, drained, shutdown_ms = t0.elapsed().as_millis() as u64, "shutdown complete");
     ExitCode::SUCCESS
-}
-
-/// Drains the TCP listener and the Unix-domain one (if any) side by side, each within
-/// `budget`; true when both closed every connection in time.
-async fn shutdown_servers(tcp: Server, unix: Option<Server>, budget: Duration) -> bool {
-    let unix = async {
-        match unix {
-            Some(s) => s.shutdown(budget).await,
-            None => true,
-        }
-    };
-    let (a, b) = tokio::join!(tcp.shutdown(budget), unix);
-    a && b
 }
 
 async fn build_state(cfg: Config) -> Result<AppState, String> {

@@ -13,14 +13,14 @@
 //! current request and close.
 //!
 //! The same loop serves loopback TCP (always) and, when `HEARTH_UNIX_SOCKET` is set, a
-//! Unix-domain socket beside it ([`Listener`] is what the two have in common). The socket
-//! skips the TCP/IP stack: on the bench machine the hop alone was 28% faster at p50
-//! (bench/results/report.md, "The hop itself"). It is an option, not the default: AWS's
-//! extension and every existing caller speak TCP on port 2773. Same router, so the same
-//! token check, limits and answers.
+//! Unix-domain socket beside it: one loop, so one cap for both (a permit is taken before
+//! accepting from whichever socket is ready first) and the same router, token check and
+//! limits. The socket skips the TCP/IP stack: on the bench machine the hop alone was 28%
+//! faster at p50 (bench/results/report.md, "The hop itself"). It is an option, not the
+//! default: AWS's extension and every existing caller speak TCP on port 2773.
 
-use std::future::Future;
 use std::net::{Ipv4Addr, SocketAddr};
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -31,7 +31,7 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, UnixListener};
-use tokio::sync::{watch, Semaphore};
+use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinHandle;
 
 use crate::config::ServerConfig;
@@ -39,76 +39,108 @@ use crate::config::ServerConfig;
 /// Hyper refuses read buffers under this size.
 const MIN_READ_BUFFER: usize = 8192;
 
+/// How long the stale-socket probe waits for a connect to a socket file already there.
+const PROBE_TIMEOUT: Duration = Duration::from_millis(200);
+
 /// Binds `127.0.0.1:port` — loopback only, never a wildcard address.
 pub async fn bind(port: u16) -> std::io::Result<TcpListener> {
     TcpListener::bind(SocketAddr::from((Ipv4Addr::LOCALHOST, port))).await
 }
 
+/// The socket file this process bound: removed only while it is still that file.
+#[derive(Debug)]
+pub struct SocketFile {
+    path: PathBuf,
+    /// Device, inode and change time: the inode number alone is reused at once when a
+    /// socket file is removed and another bound in its place.
+    id: (u64, u64, i64, i64),
+}
+
+fn file_id(m: &std::fs::Metadata) -> (u64, u64, i64, i64) {
+    (m.dev(), m.ino(), m.ctime(), m.ctime_nsec())
+}
+
+impl SocketFile {
+    /// Removes the file if it is still the socket this process bound (not one another
+    /// process bound there since, nor anything put in its place).
+    pub fn remove(&self) {
+        if let Ok(m) = std::fs::symlink_metadata(&self.path) {
+            if file_id(&m) == self.id {
+                let _ = std::fs::remove_file(&self.path);
+            }
+        }
+    }
+}
+
 /// Binds a Unix-domain socket at `path`, readable and writable by this user only.
 ///
-/// A socket file left at `path` by an earlier process (nothing accepts on it any more) is
+/// A socket file left at `path` by an earlier process (a connect to it is refused) is
 /// replaced. Anything else there is refused, never removed: a live socket (another
-/// process serves it), a regular file, a directory, a symbolic link (which could point
-/// the bind, or the removal at shutdown, somewhere else).
-pub fn bind_unix(path: &Path) -> Result<UnixListener, String> {
-    use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+/// process serves it, or its queue is full), a socket this user may not probe, a regular
+/// file, a directory, a symbolic link (which could point the bind somewhere else).
+pub async fn bind_unix(path: &Path) -> Result<(UnixListener, SocketFile), String> {
     let shown = path.display();
+    let elsewhere = "set HEARTH_UNIX_SOCKET to another path";
     match std::fs::symlink_metadata(path) {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => return Err(format!("cannot inspect {shown} ({e}); set HEARTH_UNIX_SOCKET to a path in a writable directory")),
+        Err(e) => {
+            return Err(format!(
+                "cannot inspect {shown} ({e}); set HEARTH_UNIX_SOCKET to a path in a writable directory"
+            ))
+        }
         Ok(m) if m.file_type().is_socket() => {
-            if std::os::unix::net::UnixStream::connect(path).is_ok() {
-                return Err(format!("{shown} is in use by another process; set HEARTH_UNIX_SOCKET to another path"));
+            match tokio::time::timeout(PROBE_TIMEOUT, tokio::net::UnixStream::connect(path)).await
+            {
+                Ok(Err(e)) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
+                    std::fs::remove_file(path).map_err(|e| {
+                        format!("cannot remove the stale socket {shown} ({e}); remove it or {elsewhere}")
+                    })?;
+                }
+                Ok(Err(e)) if e.kind() != std::io::ErrorKind::WouldBlock => {
+                    return Err(format!(
+                        "{shown} is a socket this process cannot probe ({e}); remove it or {elsewhere}"
+                    ));
+                }
+                // Connected, or a full queue, or no answer: someone serves it.
+                _ => return Err(format!("{shown} is in use by another process; {elsewhere}")),
             }
-            std::fs::remove_file(path).map_err(|e| {
-                format!("cannot remove the stale socket {shown} ({e}); remove it or set HEARTH_UNIX_SOCKET to another path")
-            })?;
         }
         Ok(_) => {
-            return Err(format!("{shown} exists and is not a socket; remove it or set HEARTH_UNIX_SOCKET to another path"));
+            return Err(format!(
+                "{shown} exists and is not a socket; remove it or {elsewhere}"
+            ));
         }
     }
-    let listener = UnixListener::bind(path)
-        .map_err(|e| format!("cannot listen on {shown} ({e}); set HEARTH_UNIX_SOCKET to a path in a writable directory"))?;
-    // Owner only. The token stays the gate (Lambda runs the function and its extensions as
-    // one user); this keeps other local users out of even trying.
-    if let Err(e) = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)) {
-        let _ = std::fs::remove_file(path);
-        return Err(format!("cannot restrict {shown} to its owner ({e})"));
+    // Owner-only from the moment it exists: bind under a umask that leaves no group or
+    // other bits, rather than chmod the path afterwards (a window, and a path that could
+    // be swapped). Init is the only thing creating files at this point.
+    let umask = rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o177));
+    let bound = UnixListener::bind(path);
+    rustix::process::umask(umask);
+    let listener = bound.map_err(|e| {
+        format!("cannot listen on {shown} ({e}); set HEARTH_UNIX_SOCKET to a path in a writable directory")
+    })?;
+    let m = std::fs::symlink_metadata(path)
+        .map_err(|e| format!("{shown} vanished after bind ({e}); {elsewhere}"))?;
+    let file = SocketFile {
+        path: path.to_path_buf(),
+        id: file_id(&m),
+    };
+    if !m.file_type().is_socket() || m.mode() & 0o077 != 0 {
+        drop(listener);
+        file.remove();
+        return Err(format!(
+            "{shown} was not created owner-only ({:o}); {elsewhere}",
+            m.mode() & 0o777
+        ));
     }
-    Ok(listener)
-}
-
-/// What the accept loop needs of a listening socket.
-pub trait Listener: Send + 'static {
-    /// One accepted connection.
-    type Io: AsyncRead + AsyncWrite + Unpin + Send + 'static;
-    /// Accepts the next connection.
-    fn accept_io(&self) -> impl Future<Output = std::io::Result<Self::Io>> + Send;
-}
-
-impl Listener for TcpListener {
-    type Io = tokio::net::TcpStream;
-    async fn accept_io(&self) -> std::io::Result<Self::Io> {
-        let (s, _) = self.accept().await?;
-        let _ = s.set_nodelay(true);
-        Ok(s)
-    }
-}
-
-impl Listener for UnixListener {
-    type Io = tokio::net::UnixStream;
-    async fn accept_io(&self) -> std::io::Result<Self::Io> {
-        Ok(self.accept().await?.0)
-    }
+    Ok((listener, file))
 }
 
 /// A running listener.
 #[derive(Debug)]
 pub struct Server {
     local_addr: SocketAddr,
-    /// The socket file to remove at shutdown, for a Unix-domain listener.
-    socket_file: Option<PathBuf>,
     stop: watch::Sender<bool>,
     task: JoinHandle<()>,
     connections: Arc<Semaphore>,
@@ -118,47 +150,39 @@ pub struct Server {
 impl Server {
     /// Serves `router` on the TCP `listener` until [`Server::shutdown`].
     pub fn spawn(listener: TcpListener, router: Router, cfg: &ServerConfig) -> Server {
+        Self::spawn_with_unix(listener, None, router, cfg)
+    }
+
+    /// Serves `router` on the TCP `listener` and, if given, on the Unix-domain listener
+    /// bound by [`bind_unix`], under one connection cap, until [`Server::shutdown`] (which
+    /// removes the socket file).
+    pub fn spawn_with_unix(
+        listener: TcpListener,
+        unix: Option<(UnixListener, SocketFile)>,
+        router: Router,
+        cfg: &ServerConfig,
+    ) -> Server {
         let local_addr = listener
             .local_addr()
             .unwrap_or_else(|_| SocketAddr::from((Ipv4Addr::LOCALHOST, 0)));
-        Self::spawn_on(listener, local_addr, None, router, cfg)
-    }
-
-    /// Serves `router` on the Unix-domain `listener` bound at `path` (see [`bind_unix`])
-    /// until [`Server::shutdown`], which removes the socket file.
-    pub fn spawn_unix(
-        listener: UnixListener,
-        path: PathBuf,
-        router: Router,
-        cfg: &ServerConfig,
-    ) -> Server {
-        let none = SocketAddr::from((Ipv4Addr::LOCALHOST, 0));
-        Self::spawn_on(listener, none, Some(path), router, cfg)
-    }
-
-    fn spawn_on<L: Listener>(
-        listener: L,
-        local_addr: SocketAddr,
-        socket_file: Option<PathBuf>,
-        router: Router,
-        cfg: &ServerConfig,
-    ) -> Server {
         let max_connections = u32::try_from(cfg.max_connections.get()).unwrap_or(u32::MAX);
         let connections = Arc::new(Semaphore::new(max_connections as usize));
         let (stop, stop_rx) = watch::channel(false);
-        let read_buffer = cfg.max_header_bytes.get().max(MIN_READ_BUFFER);
-        let header_timeout = cfg.request_timeout;
+        let conn = ConnSettings {
+            router,
+            stop: stop_rx.clone(),
+            read_buffer: cfg.max_header_bytes.get().max(MIN_READ_BUFFER),
+            header_timeout: cfg.request_timeout,
+        };
         let task = tokio::spawn(accept_loop(
             listener,
-            router,
+            unix,
             connections.clone(),
             stop_rx,
-            read_buffer,
-            header_timeout,
+            conn,
         ));
         Server {
             local_addr,
-            socket_file,
             stop,
             task,
             connections,
@@ -166,7 +190,7 @@ impl Server {
         }
     }
 
-    /// The bound address (`127.0.0.1:0` for a Unix-domain listener).
+    /// The bound TCP address.
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
     }
@@ -185,58 +209,90 @@ impl Server {
         if !drained {
             tracing::warn!("shutdown budget ran out with connections still open");
         }
-        if let Some(path) = &self.socket_file {
-            // The listener is closed: no later client finds a dead socket file.
-            let _ = std::fs::remove_file(path);
-        }
         drained
     }
 }
 
-async fn accept_loop<L: Listener>(
-    listener: L,
+/// What every connection is served with.
+#[derive(Clone)]
+struct ConnSettings {
     router: Router,
-    connections: Arc<Semaphore>,
-    mut stop: watch::Receiver<bool>,
+    stop: watch::Receiver<bool>,
     read_buffer: usize,
     header_timeout: Duration,
+}
+
+/// Accepts from the Unix-domain listener, or never when there is none.
+async fn accept_unix(unix: Option<&UnixListener>) -> std::io::Result<tokio::net::UnixStream> {
+    match unix {
+        Some(l) => Ok(l.accept().await?.0),
+        None => std::future::pending().await,
+    }
+}
+
+async fn accept_loop(
+    tcp: TcpListener,
+    unix: Option<(UnixListener, SocketFile)>,
+    connections: Arc<Semaphore>,
+    mut stop: watch::Receiver<bool>,
+    conn: ConnSettings,
 ) {
+    let (unix, socket_file) = match unix {
+        Some((l, f)) => (Some(l), Some(f)),
+        None => (None, None),
+    };
     loop {
         let permit = tokio::select! {
-            _ = stop.changed() => return,
-            p = connections.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => return },
+            _ = stop.changed() => break,
+            p = connections.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
         };
-        let stream = tokio::select! {
-            _ = stop.changed() => return,
-            r = listener.accept_io() => match r {
-                Ok(s) => s,
-                Err(e) => {
-                    // EMFILE and friends: back off briefly instead of spinning.
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(10)).await;
-                    continue;
-                }
-            },
+        let accepted = tokio::select! {
+            _ = stop.changed() => break,
+            r = tcp.accept() => r.map(|(s, _)| {
+                let _ = s.set_nodelay(true);
+                serve(s, permit, &conn);
+            }),
+            r = accept_unix(unix.as_ref()) => r.map(|s| serve(s, permit, &conn)),
         };
-        let svc = TowerToHyperService::new(router.clone());
-        let mut stop = stop.clone();
-        tokio::spawn(async move {
-            let _permit = permit;
-            let conn = http1::Builder::new()
-                .timer(TokioTimer::new())
-                .header_read_timeout(header_timeout)
-                .max_buf_size(read_buffer)
-                .serve_connection(TokioIo::new(JsonParseErrors::new(stream)), svc);
-            tokio::pin!(conn);
-            tokio::select! {
-                _ = conn.as_mut() => {}
-                _ = stop.changed() => {
-                    conn.as_mut().graceful_shutdown();
-                    let _ = conn.await;
-                }
-            }
-        });
+        if let Err(e) = accepted {
+            // EMFILE and friends: back off briefly instead of spinning.
+            tracing::warn!(error = %e, "accept failed");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
     }
+    // The listeners close here: no later client finds a socket file nobody serves.
+    drop(unix);
+    if let Some(f) = socket_file {
+        f.remove();
+    }
+}
+
+/// Serves one accepted connection on its own task, holding `permit` until it closes.
+fn serve<S>(stream: S, permit: OwnedSemaphorePermit, c: &ConnSettings)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let svc = TowerToHyperService::new(c.router.clone());
+    let mut stop = c.stop.clone();
+    let builder = {
+        let mut b = http1::Builder::new();
+        b.timer(TokioTimer::new())
+            .header_read_timeout(c.header_timeout)
+            .max_buf_size(c.read_buffer);
+        b
+    };
+    tokio::spawn(async move {
+        let _permit = permit;
+        let conn = builder.serve_connection(TokioIo::new(JsonParseErrors::new(stream)), svc);
+        tokio::pin!(conn);
+        tokio::select! {
+            _ = conn.as_mut() => {}
+            _ = stop.changed() => {
+                conn.as_mut().graceful_shutdown();
+                let _ = conn.await;
+            }
+        }
+    });
 }
 
 /// hyper answers a request it cannot parse by itself — 431 for a head over its read
@@ -371,39 +427,52 @@ mod tests {
     async fn unix_socket_replaces_only_a_stale_socket() {
         let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
         let path = dir.path().join("h.sock");
+        let bind = |p: std::path::PathBuf| async move { bind_unix(&p).await };
 
-        // Fresh path: bound, a socket, owner-only.
-        let live = bind_unix(&path).unwrap_or_else(|e| panic!("{e}"));
+        // Fresh path: bound, a socket, owner-only from the start.
+        let (live, file) = bind(path.clone()).await.unwrap_or_else(|e| panic!("{e}"));
         let meta = std::fs::symlink_metadata(&path).unwrap_or_else(|e| panic!("{e}"));
         assert!(meta.file_type().is_socket());
         assert_eq!(meta.permissions().mode() & 0o777, 0o600);
 
         // Another process still serves it: refused, and left in place.
-        let e = bind_unix(&path).err().unwrap_or_default();
+        let e = bind(path.clone()).await.err().unwrap_or_default();
         assert!(e.contains("in use"), "{e}");
         assert!(path.exists());
 
         // The server went away without removing it (a crash): the stale file is replaced.
         drop(live);
         assert!(path.exists());
-        let _again = bind_unix(&path).unwrap_or_else(|e| panic!("{e}"));
+        let (_again, second) = bind(path.clone()).await.unwrap_or_else(|e| panic!("{e}"));
+        // The first server's clean-up no longer touches the path: it is someone else's.
+        file.remove();
+        assert!(
+            path.exists(),
+            "removed a socket this process no longer owns"
+        );
+        second.remove();
+        assert!(!path.exists());
 
         // A regular file, a directory or a symbolic link is never removed.
-        let file = dir.path().join("file");
-        std::fs::write(&file, b"keep me").unwrap_or_else(|e| panic!("{e}"));
-        let e = bind_unix(&file).err().unwrap_or_default();
+        let regular = dir.path().join("file");
+        std::fs::write(&regular, b"keep me").unwrap_or_else(|e| panic!("{e}"));
+        let e = bind(regular.clone()).await.err().unwrap_or_default();
         assert!(e.contains("not a socket"), "{e}");
-        assert_eq!(std::fs::read(&file).unwrap_or_default(), b"keep me");
-        let e = bind_unix(dir.path()).err().unwrap_or_default();
+        assert_eq!(std::fs::read(&regular).unwrap_or_default(), b"keep me");
+        let e = bind(dir.path().to_path_buf())
+            .await
+            .err()
+            .unwrap_or_default();
         assert!(e.contains("not a socket"), "{e}");
         let link = dir.path().join("link.sock");
         std::os::unix::fs::symlink(&path, &link).unwrap_or_else(|e| panic!("{e}"));
-        let e = bind_unix(&link).err().unwrap_or_default();
+        let e = bind(link.clone()).await.err().unwrap_or_default();
         assert!(e.contains("not a socket"), "{e}");
         assert!(std::fs::symlink_metadata(&link).is_ok());
 
         // A directory that does not exist: a clear error naming the variable.
-        let e = bind_unix(&dir.path().join("no/such/dir.sock"))
+        let e = bind(dir.path().join("no/such/dir.sock"))
+            .await
             .err()
             .unwrap_or_default();
         assert!(e.contains("HEARTH_UNIX_SOCKET"), "{e}");

@@ -13,6 +13,25 @@ pub const TOKEN_HEADER: &str = "X-Aws-Parameters-Secrets-Token";
 /// Default listener port, the same as AWS's secrets extension.
 pub const DEFAULT_PORT: u16 = 2773;
 
+/// The variable naming the optional Unix-domain socket, read by the extension and the
+/// client alike.
+pub const UNIX_SOCKET_VAR: &str = "HEARTH_UNIX_SOCKET";
+
+/// The longest socket path Linux binds (`sun_path` is 108 bytes with its NUL).
+pub const MAX_SOCKET_PATH: usize = 107;
+
+/// Whether `path` can name the socket: absolute, not a directory (no trailing `/`), at
+/// most [`MAX_SOCKET_PATH`] bytes. The reason when it cannot.
+pub fn check_socket_path(path: &str) -> Result<(), String> {
+    if !path.starts_with('/') || path.ends_with('/') || path.len() > MAX_SOCKET_PATH {
+        return Err(format!(
+            "an absolute path of at most {MAX_SOCKET_PATH} bytes, not ending in /, is needed (got {} bytes: {path:?})",
+            path.len()
+        ));
+    }
+    Ok(())
+}
+
 /// Every error response body: `{"error":{"code":"...","message":"..."}}`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ErrorBody {

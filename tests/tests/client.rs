@@ -515,3 +515,112 @@ async fn unix_socket_serves_the_same_api_with_the_same_gate() {
     );
     assert!(!h.proc.output().contains("uds-value-7"));
 }
+
+/// One connection cap for both listeners: connections held open on TCP keep a request on
+/// the socket waiting, and it is served as soon as one closes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unix_socket_shares_the_connection_cap_with_tcp() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let moto = Moto::start();
+    let dir = tempfile::tempdir().unwrap();
+    let sock = dir.path().join("hearth.sock");
+    let mut env = moto.env();
+    env.push(("HEARTH_UNIX_SOCKET".into(), sock.to_str().unwrap().into()));
+    env.push(("HEARTH_MAX_CONNECTIONS".into(), "2".into()));
+    let h = Hearth::start(&env).await;
+    // Take every permit with keep-alive TCP connections that were served (the rig's own
+    // readiness probe may hold one already): open them until one is not answered.
+    let addr = format!("127.0.0.1:{}", h.port);
+    let mut held = Vec::new();
+    loop {
+        let mut s = tokio::net::TcpStream::connect(&addr).await.unwrap();
+        s.write_all(b"GET /health HTTP/1.1\r\nhost: x\r\n\r\n")
+            .await
+            .unwrap();
+        let mut buf = [0u8; 512];
+        let answered = tokio::time::timeout(Duration::from_millis(500), s.read(&mut buf))
+            .await
+            .is_ok_and(|r| r.is_ok_and(|n| n > 0));
+        held.push(s);
+        if !answered {
+            break;
+        }
+        assert!(
+            held.len() <= 2,
+            "more than 2 TCP connections served at once"
+        );
+    }
+
+    let quick = Client::builder()
+        .unix_socket(&sock)
+        .timeout(Duration::from_millis(700))
+        .build()
+        .unwrap();
+    let e = quick.health().await.unwrap_err();
+    assert!(
+        matches!(e, Error::Timeout(_)),
+        "served beyond HEARTH_MAX_CONNECTIONS: {e}"
+    );
+
+    held.clear();
+    let patient = Client::builder()
+        .unix_socket(&sock)
+        .timeout(Duration::from_secs(5))
+        .build()
+        .unwrap();
+    assert_eq!(patient.health().await.unwrap().status, "ok");
+}
+
+/// The client sends its token only to a socket served by its own user (or root): a socket
+/// some other user bound at the path gets an error naming that uid.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_refuses_a_socket_served_by_another_user() {
+    // Debian's interpreter: the pyenv one lives under /root, which `nobody` cannot read.
+    let python = "/usr/bin/python3";
+    if effective_uid() != 0 || !std::path::Path::new(python).exists() {
+        eprintln!("skipped: needs root and {python} to start a listener as another user");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+    let sock = dir.path().join("squatter.sock");
+    // A listener owned by `nobody` that accepts and would read whatever is sent.
+    let script = format!(
+        "import socket,os,time\ns=socket.socket(socket.AF_UNIX)\ns.bind({:?})\nos.chmod({:?},0o777)\ns.listen(8)\nc,_=s.accept()\ntime.sleep(10)",
+        sock.to_str().unwrap(),
+        sock.to_str().unwrap()
+    );
+    let mut squatter = std::process::Command::new("setpriv")
+        .args([
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            python,
+            "-c",
+            &script,
+        ])
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !sock.exists() && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let c = Client::builder()
+        .unix_socket(&sock)
+        .token(TOKEN)
+        .build()
+        .unwrap();
+    let e = c.secret("any").await.unwrap_err();
+    let _ = squatter.kill();
+    let _ = squatter.wait();
+    assert!(e.to_string().contains("uid 65534"), "{e}");
+}
+
+/// This test process's effective uid, from the owner of a file it just created.
+fn effective_uid() -> u32 {
+    use std::os::unix::fs::MetadataExt;
+    let f = tempfile::NamedTempFile::new().unwrap();
+    f.as_file().metadata().unwrap().uid()
+}

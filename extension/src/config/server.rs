@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
 
-use hearth::wire::DEFAULT_PORT;
+use hearth::wire::{DEFAULT_PORT, MAX_SOCKET_PATH};
 
 use super::reader::{Reader, Var};
 
@@ -112,16 +112,14 @@ pub fn read(r: &mut Reader<'_>) -> ServerConfig {
     }
 }
 
-/// The longest socket path Linux binds (`sun_path` is 108 bytes with its NUL).
-pub const MAX_SOCKET_PATH: usize = 107;
-
-/// `Some(None)` for empty (no socket), `Some(Some(path))` for an absolute path that fits.
+/// `Some(None)` for empty (no socket), `Some(Some(path))` for a path that can name one.
 fn parse_socket_path(s: &str) -> Option<Option<PathBuf>> {
     if s.is_empty() {
         return Some(None);
     }
-    let ok = s.starts_with('/') && s.len() <= MAX_SOCKET_PATH && !s.ends_with('/');
-    ok.then(|| Some(PathBuf::from(s)))
+    hearth::wire::check_socket_path(s)
+        .ok()
+        .map(|()| Some(PathBuf::from(s)))
 }
 
 #[cfg(test)]
@@ -150,7 +148,7 @@ mod tests {
             on.unix_socket.as_deref(),
             Some(std::path::Path::new("/tmp/hearth.sock"))
         );
-        let long = format!("/tmp/{}", "s".repeat(super::MAX_SOCKET_PATH));
+        let long = format!("/tmp/{}", "s".repeat(hearth::wire::MAX_SOCKET_PATH));
         for bad in ["hearth.sock", "./tmp/h.sock", "/tmp/", long.as_str()] {
             let e = server(&[("HEARTH_UNIX_SOCKET", bad)]).unwrap_err();
             assert!(

@@ -101,7 +101,7 @@ impl ClientBuilder {
                 }
             };
         }
-        b.unix_socket = get("HEARTH_UNIX_SOCKET")
+        b.unix_socket = get(crate::wire::UNIX_SOCKET_VAR)
             .map(|s| s.trim().to_string())
             .filter(|s| !s.is_empty())
             .map(PathBuf::from);
@@ -173,12 +173,15 @@ impl ClientBuilder {
             });
         }
         if let Some(p) = &self.unix_socket {
-            if !p.is_absolute() {
+            let checked = match p.to_str() {
+                Some(s) => crate::wire::check_socket_path(s),
+                None => Err("the path is not UTF-8".to_string()),
+            };
+            if let Err(why) = checked {
                 return Err(Error::Config {
-                    variable: "HEARTH_UNIX_SOCKET",
+                    variable: crate::wire::UNIX_SOCKET_VAR,
                     message: format!(
-                        "must be an absolute path (the extension's HEARTH_UNIX_SOCKET), not {}",
-                        p.display()
+                        "{why}; use the extension's HEARTH_UNIX_SOCKET, or unset it for TCP"
                     ),
                 });
             }
