@@ -15,9 +15,11 @@
 //! The same loop serves loopback TCP (always) and, when `HEARTH_UNIX_SOCKET` is set, a
 //! Unix-domain socket beside it: one loop, so one cap for both (a permit is taken before
 //! accepting from whichever socket is ready first) and the same router, token check and
-//! limits. The socket skips the TCP/IP stack: on the bench machine the hop alone was 28%
-//! faster at p50 (bench/results/report.md, "The hop itself"). It is an option, not the
-//! default: AWS's extension and every existing caller speak TCP on port 2773.
+//! limits. The socket skips the TCP/IP stack, but the gain is modest: through
+//! `hearth::Client` 6-16% lower p50 on the bench machine, and on the bare hop anywhere from
+//! -26% to +28% across runs and machines (bench/results/report.md, "The hop itself"). So
+//! it is an option, not the default: AWS's extension and every existing caller speak TCP on
+//! port 2773.
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
