@@ -33,7 +33,11 @@ impl Nginx {
         std::fs::write(d.join("www/body.json"), body).map_err(|e| format!("nginx body: {e}"))?;
         let port = free_port();
         // As root, workers would switch to `nobody`, who cannot read a private temp dir.
-        let user = if is_root() { "user root;\n" } else { "" };
+        let user = if crate::peers::is_root() {
+            "user root;\n"
+        } else {
+            ""
+        };
         let conf = format!(
             "{user}worker_processes 2;\nerror_log {d}/error.log warn;\npid {d}/nginx.pid;\n\
              events {{ worker_connections 1024; }}\n\
@@ -62,19 +66,11 @@ impl Nginx {
             child,
             _dir: dir,
         };
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            if crate::agent::ok_now(port, "/secretsmanager/get") {
-                return Ok(n);
-            }
-            if let Ok(Some(status)) = n.child.try_wait() {
-                let log =
-                    std::fs::read_to_string(n._dir.path().join("error.log")).unwrap_or_default();
-                return Err(format!("nginx exited ({status}): {log}"));
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Err("nginx did not serve within 10 s".into())
+        let log = n._dir.path().join("error.log");
+        crate::peers::wait_serving("nginx", &mut n.child, &log, || {
+            crate::agent::ok_now(port, "/secretsmanager/get")
+        })?;
+        Ok(n)
     }
 }
 
@@ -95,12 +91,4 @@ impl Drop for Nginx {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-fn is_root() -> bool {
-    Command::new("id")
-        .arg("-u")
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
-        .unwrap_or(false)
 }

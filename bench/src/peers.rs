@@ -252,20 +252,33 @@ impl PgBouncer {
             child,
             _dir: dir,
         };
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                return Ok(b);
-            }
-            if let Ok(Some(status)) = b.child.try_wait() {
-                let log = std::fs::read_to_string(b._dir.path().join("pgbouncer.log"))
-                    .unwrap_or_default();
-                return Err(format!("pgbouncer exited ({status}): {log}"));
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Err("pgbouncer did not listen within 10 s".into())
+        let log = b._dir.path().join("pgbouncer.log");
+        wait_serving("pgbouncer", &mut b.child, &log, || {
+            std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+        })?;
+        Ok(b)
     }
+}
+
+/// Waits up to 10 s for `ready`, failing early (with the log at `log`) if `child` exits.
+pub(crate) fn wait_serving(
+    what: &str,
+    child: &mut std::process::Child,
+    log: &std::path::Path,
+    ready: impl Fn() -> bool,
+) -> Result<(), String> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        if ready() {
+            return Ok(());
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            let log = std::fs::read_to_string(log).unwrap_or_default();
+            return Err(format!("{what} exited ({status}): {log}"));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Err(format!("{what} did not serve within 10 s"))
 }
 
 impl Drop for PgBouncer {
@@ -275,7 +288,8 @@ impl Drop for PgBouncer {
     }
 }
 
-fn is_root() -> bool {
+/// Whether this process runs as root (peers that refuse root then drop to `postgres`).
+pub(crate) fn is_root() -> bool {
     Command::new("id")
         .arg("-u")
         .output()

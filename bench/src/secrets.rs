@@ -8,7 +8,7 @@
 //!   request (the AWS SDK against moto).
 
 use std::num::NonZeroUsize;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use aws_secretsmanager_caching::SecretsManagerCachingClient;
 use hearth_tests::hearth::TOKEN;
@@ -234,11 +234,14 @@ async fn in_process(p: &Peers, quick: bool) -> Result<Comparison, String> {
     )
     .await?;
 
-    let scaled = Budget::new(1000, 20_000, 10).scaled(scale);
-    let tcp = hearth::Client::builder().port(p.hearth.port);
-    let typed = typed_reads(tcp, scaled, "hearth::Client").await?;
-    let unix = hearth::Client::builder().unix_socket(&p.hearth_socket);
-    let typed_unix = typed_reads(unix, scaled, "hearth::Client over the Unix socket").await?;
+    let (typed, typed_unix) = typed_reads(
+        [
+            hearth::Client::builder().port(p.hearth.port),
+            hearth::Client::builder().unix_socket(&p.hearth_socket),
+        ],
+        Budget::new(1000, 20_000, 10).scaled(scale),
+    )
+    .await?;
 
     let sm = p.moto.secrets_client().await;
     let direct = measure(Budget::new(10, 300, 10).scaled(scale), &mut (), |_, _| {
@@ -260,31 +263,57 @@ async fn in_process(p: &Peers, quick: bool) -> Result<Comparison, String> {
         rows: vec![
             Row::new("aws_secretsmanager_caching (AWS's in-process cache)", library, "get_secret_value from a warm cache, in the function's own process: no hop, but a cache per process (no sharing with other runtimes, no prewarm, no stale-on-error across restarts)"),
             Row::new("hearth::Client.secret (typed client over loopback HTTP)", typed, "one keep-alive connection; timed around the call, decoding included"),
-            Row::new("hearth::Client.secret over the Unix-domain socket (HEARTH_UNIX_SOCKET)", typed_unix, "the same client and server, the same keep-alive connection, on a socket file instead of 127.0.0.1"),
+            Row::new("hearth::Client.secret over the Unix-domain socket (HEARTH_UNIX_SOCKET)", typed_unix, "the same client and server on a socket file instead of 127.0.0.1; alternating request by request with the TCP row"),
             Row::new("direct GetSecretValue per request (AWS SDK → moto)", direct, "one SDK client, built once; moto's latency, not AWS's"),
         ],
         notes: vec!["Timed in this process, per call (nearest-rank percentiles). The typed client's figure includes its own HTTP client (hyper) and JSON decoding; the HTTP tables above measure the server with wrk.".into()],
     })
 }
 
-/// Cached reads through the typed client built from `builder`, after one checked read.
+/// Cached reads through two typed clients (TCP, then the Unix socket), one checked read
+/// each, then alternating request by request, so that both see the same machine.
 async fn typed_reads(
-    builder: hearth::ClientBuilder,
+    builders: [hearth::ClientBuilder; 2],
     budget: Budget,
-    what: &str,
-) -> Result<Summary, String> {
-    let mut client = builder.token(TOKEN).build().map_err(|e| e.to_string())?;
-    let got = client.secret(SECRET_ID).await.map_err(|e| e.to_string())?;
-    if got.secret_string.as_deref() != Some(secret_value().as_str()) {
-        return Err(format!("{what} returned the wrong secret"));
+) -> Result<(Summary, Summary), String> {
+    let mut clients = Vec::with_capacity(2);
+    for b in builders {
+        let c = b.token(TOKEN).build().map_err(|e| e.to_string())?;
+        let got = c.secret(SECRET_ID).await.map_err(|e| e.to_string())?;
+        if got.secret_string.as_deref() != Some(secret_value().as_str()) {
+            return Err(format!(
+                "hearth::Client at {} returned the wrong secret",
+                c.addr()
+            ));
+        }
+        clients.push(c);
     }
-    measure(budget, &mut client, |c, _| {
-        Box::pin(async move {
-            c.secret(SECRET_ID)
-                .await
-                .map(|_| ())
-                .map_err(|e| e.to_string())
-        })
-    })
-    .await
+    for i in 0..budget.warmup * 2 {
+        clients[i % 2]
+            .secret(SECRET_ID)
+            .await
+            .map_err(|e| e.to_string())?;
+    }
+    let mut samples = [
+        Vec::with_capacity(budget.count),
+        Vec::with_capacity(budget.count),
+    ];
+    let start = Instant::now();
+    for i in 0..budget.count * 2 {
+        if start.elapsed() > budget.time * 2 {
+            break;
+        }
+        let t = Instant::now();
+        clients[i % 2]
+            .secret(SECRET_ID)
+            .await
+            .map_err(|e| e.to_string())?;
+        samples[i % 2].push(t.elapsed());
+    }
+    let [mut tcp, mut unix] = samples;
+    let summary = |v: &mut Vec<Duration>| {
+        let elapsed: Duration = v.iter().sum();
+        Summary::of(v, elapsed)
+    };
+    Ok((summary(&mut tcp), summary(&mut unix)))
 }
