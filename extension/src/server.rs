@@ -53,18 +53,20 @@ pub async fn bind(port: u16) -> std::io::Result<TcpListener> {
 #[derive(Debug)]
 pub struct SocketFile {
     path: PathBuf,
-    /// Device, inode and change time: the inode number alone is reused at once when a
-    /// socket file is removed and another bound in its place.
-    id: (u64, u64, i64, i64),
+    /// Device and inode. Exact while the listener is open: the socket holds its inode, so
+    /// no other file can get that number meanwhile (once closed, the number is reused at
+    /// once). Hence [`SocketFile::remove`] is called before the listener closes.
+    id: (u64, u64),
 }
 
-fn file_id(m: &std::fs::Metadata) -> (u64, u64, i64, i64) {
-    (m.dev(), m.ino(), m.ctime(), m.ctime_nsec())
+fn file_id(m: &std::fs::Metadata) -> (u64, u64) {
+    (m.dev(), m.ino())
 }
 
 impl SocketFile {
     /// Removes the file if it is still the socket this process bound (not one another
-    /// process bound there since, nor anything put in its place).
+    /// process bound there since, nor anything put in its place). Call it while the
+    /// listener is still open (see `id`).
     pub fn remove(&self) {
         if let Ok(m) = std::fs::symlink_metadata(&self.path) {
             if file_id(&m) == self.id {
@@ -93,6 +95,8 @@ pub async fn bind_unix(path: &Path) -> Result<(UnixListener, SocketFile), String
         Ok(m) if m.file_type().is_socket() => {
             match tokio::time::timeout(PROBE_TIMEOUT, tokio::net::UnixStream::connect(path)).await
             {
+                // Gone since the lstat: nothing to replace.
+                Ok(Err(e)) if e.kind() == std::io::ErrorKind::NotFound => {}
                 Ok(Err(e)) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
                     std::fs::remove_file(path).map_err(|e| {
                         format!("cannot remove the stale socket {shown} ({e}); remove it or {elsewhere}")
@@ -129,8 +133,8 @@ pub async fn bind_unix(path: &Path) -> Result<(UnixListener, SocketFile), String
         id: file_id(&m),
     };
     if !m.file_type().is_socket() || m.mode() & 0o077 != 0 {
-        drop(listener);
         file.remove();
+        drop(listener);
         return Err(format!(
             "{shown} was not created owner-only ({:o}); {elsewhere}",
             m.mode() & 0o777
@@ -262,11 +266,12 @@ async fn accept_loop(
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
     }
-    // The listeners close here: no later client finds a socket file nobody serves.
-    drop(unix);
+    // The file goes first, while the listener still holds its inode (see `SocketFile`);
+    // then the listeners close: no later client finds a socket file nobody serves.
     if let Some(f) = socket_file {
         f.remove();
     }
+    drop(unix);
 }
 
 /// Serves one accepted connection on its own task, holding `permit` until it closes.
@@ -442,18 +447,51 @@ mod tests {
         assert!(e.contains("in use"), "{e}");
         assert!(path.exists());
 
-        // The server went away without removing it (a crash): the stale file is replaced.
-        drop(live);
-        assert!(path.exists());
-        let (_again, second) = bind(path.clone()).await.unwrap_or_else(|e| panic!("{e}"));
-        // The first server's clean-up no longer touches the path: it is someone else's.
+        // Someone else replaces the file while this server still runs: this server's
+        // clean-up leaves theirs alone.
+        std::fs::remove_file(&path).unwrap_or_else(|e| panic!("{e}"));
+        let theirs =
+            std::os::unix::net::UnixListener::bind(&path).unwrap_or_else(|e| panic!("{e}"));
         file.remove();
-        assert!(
-            path.exists(),
-            "removed a socket this process no longer owns"
-        );
+        assert!(path.exists(), "removed a socket this process does not own");
+        drop((live, theirs));
+
+        // The server went away without removing it (a crash): the stale file is replaced,
+        // and the new server's clean-up removes it.
+        assert!(path.exists());
+        let (again, second) = bind(path.clone()).await.unwrap_or_else(|e| panic!("{e}"));
         second.remove();
         assert!(!path.exists());
+        drop(again);
+
+        // A live socket whose accept queue is full: the probe gets no answer rather than a
+        // refusal, so the file is kept (a blocking probe would hang here).
+        let busy = dir.path().join("busy.sock");
+        let socket = tokio::net::UnixSocket::new_stream().unwrap_or_else(|e| panic!("{e}"));
+        socket.bind(&busy).unwrap_or_else(|e| panic!("{e}"));
+        let _listening = socket.listen(1).unwrap_or_else(|e| panic!("{e}"));
+        let mut queued = Vec::new();
+        let full = loop {
+            let c = tokio::time::timeout(
+                std::time::Duration::from_millis(50),
+                tokio::net::UnixStream::connect(&busy),
+            )
+            .await;
+            match c {
+                Ok(Ok(s)) if queued.len() < 64 => queued.push(s),
+                Ok(Err(e)) if e.kind() == std::io::ErrorKind::WouldBlock => break true,
+                Err(_) => break true,
+                _ => break false,
+            }
+        };
+        assert!(full, "the accept queue never filled");
+        let probed = tokio::time::timeout(std::time::Duration::from_secs(5), bind(busy.clone()))
+            .await
+            .unwrap_or_else(|_| panic!("the probe hung on a full accept queue"));
+        let e = probed.err().unwrap_or_default();
+        assert!(e.contains("in use"), "{e}");
+        assert!(busy.exists());
+        drop(queued);
 
         // A regular file, a directory or a symbolic link is never removed.
         let regular = dir.path().join("file");
