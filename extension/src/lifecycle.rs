@@ -99,11 +99,7 @@ pub async fn run(env: Env) -> ExitCode {
                 "cannot listen on 127.0.0.1:{} ({e}); set HEARTH_PORT to a free port",
                 cfg.server.port
             );
-            tracing::error!("{msg}");
-            if in_lambda {
-                report_init_error(BIND_ERROR_TYPE, &msg).await;
-            }
-            return ExitCode::FAILURE;
+            return init_failed(in_lambda, BIND_ERROR_TYPE, &msg).await;
         }
     };
 
@@ -111,27 +107,17 @@ pub async fn run(env: Env) -> ExitCode {
         None => None,
         Some(path) => match server::bind_unix(path).await {
             Ok(bound) => Some(bound),
-            Err(msg) => {
-                tracing::error!("{msg}");
-                if in_lambda {
-                    report_init_error(BIND_ERROR_TYPE, &msg).await;
-                }
-                return ExitCode::FAILURE;
-            }
+            Err(msg) => return init_failed(in_lambda, BIND_ERROR_TYPE, &msg).await,
         },
     };
 
     let state = match build_state(cfg).await {
         Ok(s) => s,
         Err(msg) => {
-            tracing::error!("{msg}");
             if let Some((_, file)) = &unix_listener {
                 file.remove();
             }
-            if in_lambda {
-                report_init_error(CONFIG_ERROR_TYPE, &msg).await;
-            }
-            return ExitCode::FAILURE;
+            return init_failed(in_lambda, CONFIG_ERROR_TYPE, &msg).await;
         }
     };
     let cfg = state.config.clone();
@@ -432,6 +418,16 @@ fn log_config_error(e: &ConfigError) {
 
 /// Reports an init error through the Extensions API. Registration comes first because the
 /// init-error endpoint needs the extension's identifier.
+/// An init failure after logging is set up: one error line, the Extensions API told (in
+/// Lambda), exit 1.
+async fn init_failed(in_lambda: bool, error_type: &str, msg: &str) -> ExitCode {
+    tracing::error!("{msg}");
+    if in_lambda {
+        report_init_error(error_type, msg).await;
+    }
+    ExitCode::FAILURE
+}
+
 async fn report_init_error(error_type: &str, message: &str) {
     let name = extension_name();
     let registered = match Extension::new()
